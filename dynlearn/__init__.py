@@ -1,0 +1,46 @@
+"""dynlearn: learning as a dynamical system."""
+
+import importlib.metadata
+
+from ._analysis import fit_slope as fit_slope
+from ._data import (
+    linear_regression as linear_regression,
+    sine_regression as sine_regression,
+    two_moons as two_moons,
+)
+from ._discrete import (
+    gradient_descent as gradient_descent,
+    minibatch_indices as minibatch_indices,
+    sgd as sgd,
+)
+from ._flows import (
+    AbstractFlow as AbstractFlow,
+    GradientFlow as GradientFlow,
+    HeavyBall as HeavyBall,
+    HeavyBallFlow as HeavyBallFlow,
+    ModifiedGradientFlow as ModifiedGradientFlow,
+)
+from ._gradient_flow import (
+    StiffnessWarning as StiffnessWarning,
+    gradient_flow as gradient_flow,
+)
+from ._misc import NonFiniteError as NonFiniteError, ravel_params as ravel_params
+from ._network import ACTIVATIONS as ACTIVATIONS, MLP as MLP, Affine as Affine
+from ._observables import (
+    AbstractObservable as AbstractObservable,
+    GradNorm as GradNorm,
+    Loss as Loss,
+    Sharpness as Sharpness,
+    hvp as hvp,
+    top_hessian_eigenvalue as top_hessian_eigenvalue,
+    trajectory_distance as trajectory_distance,
+)
+from ._sde import per_example_losses as per_example_losses, sgd_sde as sgd_sde
+from ._solvers import SOLVERS as SOLVERS, stability_limit as stability_limit
+from ._trajectory import Trajectory as Trajectory
+
+
+try:
+    __version__ = importlib.metadata.version("dynlearn")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0"

@@ -1,0 +1,415 @@
+"""`gradient_flow`: integrate a training flow with any diffrax solver."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import diffrax as dfx
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import LossFn, Params
+from ._flows import AbstractFlow, GradientFlow
+from ._misc import (
+    NonFiniteError,
+    checked_loss,
+    floats_to_arrays,
+    split_params,
+    timed,
+    tree_all_finite,
+    tree_max_abs,
+)
+from ._observables import (
+    AbstractObservable,
+    as_observables,
+    evaluate_observables,
+    top_hessian_eigenvalue,
+)
+from ._solvers import (
+    CountingController,
+    evals_per_attempt,
+    resolve_solver,
+    solver_name,
+    stability_limit,
+)
+from ._trajectory import Trajectory
+
+
+class StiffnessWarning(UserWarning):
+    """The solver's steps were beyond its stability limit: the solution is not a
+    faithful gradient flow (tighten the tolerance or use an implicit solver)."""
+
+
+def check_times(t0: float, t1: float, ts: Any, num_saves: int) -> np.ndarray:
+    """Validate the time interval and return the save times as a NumPy array."""
+    if not (math.isfinite(float(t0)) and math.isfinite(float(t1))):
+        raise ValueError(f"t0 and t1 must be finite, got t0={t0!r}, t1={t1!r}.")
+    if not float(t1) > float(t0):
+        raise ValueError(f"Need t1 > t0 (forward time), got t0={t0!r}, t1={t1!r}.")
+    if ts is None:
+        if num_saves < 2:
+            raise ValueError("num_saves must be >= 2.")
+        return np.linspace(float(t0), float(t1), num_saves)
+    ts = np.asarray(ts, dtype=float)
+    if ts.ndim != 1 or ts.size == 0:
+        raise ValueError("ts must be a non-empty 1-D array of save times.")
+    if np.any(np.diff(ts) < 0):
+        raise ValueError("ts must be non-decreasing.")
+    span = float(t1) - float(t0)
+    if ts[0] < t0 - 1e-12 * span or ts[-1] > t1 + 1e-12 * span:
+        raise ValueError(
+            f"save times ts must lie in [t0, t1] = [{t0}, {t1}], got "
+            f"[{ts[0]}, {ts[-1]}]."
+        )
+    return np.clip(ts, t0, t1)
+
+
+def gradient_flow(
+    loss_fn: LossFn,
+    params: Params,
+    t1: float,
+    *,
+    flow: AbstractFlow | None = None,
+    solver: str | dfx.AbstractSolver = "tsit5",
+    rtol: float = 1e-6,
+    atol: float = 1e-8,
+    t0: float = 0.0,
+    dt0: float | None = None,
+    ts: Any = None,
+    num_saves: int = 101,
+    stepsize_controller: dfx.AbstractStepSizeController | None = None,
+    observables: Mapping[str, AbstractObservable | Callable] | None = None,
+    save_params: bool = True,
+    max_steps: int = 100_000,
+    divergence_threshold: float = 1e8,
+    progress_meter: dfx.AbstractProgressMeter | None = None,
+    check_stiffness: bool = True,
+) -> Trajectory:
+    """Integrate a training flow, by default gradient flow $\\dot θ = -∇Φ(θ)$.
+
+    **Arguments:**
+
+    - `loss_fn`: Φ, maps a parameter pytree (dict, tuple, `eqx.Module`, ...) to a real
+      scalar.
+    - `params`: the initial parameters θ(t0). Every array leaf must be floating point.
+    - `t1`: final time. Time is in the units of the flow: GD with learning rate η takes
+      one step per η units of time.
+    - `flow`: the vector field, a [`dynlearn.AbstractFlow`][]; default
+      [`dynlearn.GradientFlow`][]. Also [`dynlearn.ModifiedGradientFlow`][] and
+      [`dynlearn.HeavyBallFlow`][].
+    - `solver`: any diffrax solver instance, or a name from `dynlearn.SOLVERS`
+      (`"tsit5"` default, `"dopri5"`, `"dopri8"`, `"euler"`, `"kvaerno5"`, ...).
+      Explicit, implicit and fixed-step solvers are accepted.
+    - `rtol`, `atol`: tolerances of the default `diffrax.PIDController`, applied
+      elementwise to the parameters. Ignored if `stepsize_controller` is given.
+    - `t0`, `dt0`: start time and initial (or, for solvers without an error estimate
+      such as Euler, fixed) step.
+    - `ts`: save times in [t0, t1]; default `num_saves` evenly spaced times.
+    - `stepsize_controller`: any diffrax step-size controller, overriding rtol/atol.
+    - `observables`: `{name: observable}` evaluated at every save time, each an
+      [`dynlearn.AbstractObservable`][] (e.g. [`dynlearn.Sharpness`][]) or a callable
+      `fn(params) -> array`. Loss and gradient norm are always recorded.
+    - `save_params`: store θ at every save time (set `False` for large models).
+    - `max_steps`: step budget of the solve.
+    - `divergence_threshold`: stop if any parameter exceeds this in magnitude.
+    - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for long runs.
+    - `check_stiffness`: after an adaptive explicit solve of gradient flow, compare the
+      accepted steps with the solver's stability limit at the final sharpness and warn
+      ([`dynlearn.StiffnessWarning`][]) if the tolerance was too loose for the result
+      to be gradient flow.
+
+    **Returns:** a [`dynlearn.Trajectory`][] whose `stats` include the exact number of
+    vector-field evaluations, gradient evaluations and Hessian-vector products.
+
+    **Raises:** `NonFiniteError` if the state becomes non-finite or diverges (the
+    message gives the time; the partial trajectory is attached as
+    `error.trajectory`); `RuntimeError` if the step budget or minimum step is hit.
+
+    !!! example
+        ```python
+        traj = dynlearn.gradient_flow(loss, params, t1=100.0, rtol=1e-7,
+                                      observables={"sharpness": dynlearn.Sharpness()})
+        traj.loss[-1], traj.stats["num_gradient_evals"]
+        ```
+    """
+    ts_np = check_times(t0, t1, ts, num_saves)
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
+    flow = GradientFlow() if flow is None else flow
+    if not isinstance(flow, AbstractFlow):
+        raise TypeError(f"flow must be a dynlearn.AbstractFlow, got {type(flow)}.")
+    solver = resolve_solver(solver)
+    dynamic, static = split_params(params)
+    phi = checked_loss(loss_fn, params)
+    obs = as_observables(observables)
+    adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
+
+    if stepsize_controller is None:
+        if adaptive:
+            # A minimum step (relative to the horizon) turns a collapsing step size —
+            # the signature of a non-finite loss or a finite-time blow-up — into an
+            # immediate, reportable failure instead of max_steps rejected steps.
+            stepsize_controller = dfx.PIDController(
+                rtol=rtol, atol=atol, dtmin=1e-12 * (t1 - t0), force_dtmin=False
+            )
+        else:
+            if dt0 is None:
+                raise ValueError(
+                    f"{solver_name(solver)} has no error estimate, so it runs with a "
+                    "fixed step: pass dt0=... (e.g. the learning rate of the GD run "
+                    "you compare with)."
+                )
+            stepsize_controller = dfx.ConstantStepSize()
+    if isinstance(solver, dfx.AbstractImplicitSolver) and not isinstance(
+        stepsize_controller, dfx.AbstractAdaptiveStepSizeController
+    ):
+        solver = eqx.tree_at(
+            lambda s: (s.root_finder.rtol, s.root_finder.atol),
+            solver,
+            (rtol, atol),
+            is_leaf=lambda x: x is None,
+        )
+    if dt0 is None and not adaptive:
+        raise ValueError("A fixed-step solve needs dt0.")
+
+    static_count = evals_per_attempt(solver)
+    if static_count is not None:
+        controller = CountingController(stepsize_controller, *static_count)
+        counter = None
+    else:
+        # Data-dependent cost (Newton iterations of an implicit solver): count calls.
+        controller = stepsize_controller
+        counter = _CallCounter()
+    want_steps = check_stiffness and adaptive and isinstance(flow, GradientFlow)
+    problem = _Problem(
+        loss_fn=loss_fn,
+        static=static,
+        flow=floats_to_arrays(flow),
+        solver=floats_to_arrays(solver),
+        controller=floats_to_arrays(controller),
+        observables=obs,
+        save_params=save_params,
+        want_steps=want_steps,
+        count_in_controller=static_count is not None,
+        counter=counter,
+        max_steps=max_steps,
+        progress_meter=dfx.NoProgressMeter()
+        if progress_meter is None
+        else progress_meter,
+    )
+    y0 = flow.init(dynamic)
+    f = lambda *a: float(a[0]) if a[0] is not None else None
+    out, compile_time, run_time = timed(
+        _solve,
+        problem,
+        y0,
+        jnp.asarray(f(t0)),
+        jnp.asarray(f(t1)),
+        None if dt0 is None else jnp.asarray(f(dt0)),
+        jnp.asarray(ts_np),
+        jnp.asarray(float(divergence_threshold)),
+    )
+    if counter is not None:
+        jax.effects_barrier()
+    sol_ts, sol_ys, sol_stats, result, cstate = out
+
+    t_end = float(sol_ts[1][0])
+    saved_ts = np.asarray(sol_ts[0])
+    n_valid = int(np.sum(np.isfinite(saved_ts)))
+    p_saved, loss_saved, obs_saved = sol_ys[0]
+    cut = lambda x: jax.tree_util.tree_map(lambda a: a[:n_valid], x)
+    final_dyn = flow.params(sol_ys[1])
+    final_dyn = jax.tree_util.tree_map(lambda a: a[0], final_dyn)
+    n_vf = int(cstate[1]) if counter is None else counter.count
+    grads_per, hvps_per = flow.cost()
+    stats: dict[str, Any] = {
+        "method": f"gradient_flow[{type(flow).__name__}, {solver_name(solver)}]",
+        "solver": solver_name(solver),
+        "flow": type(flow).__name__,
+        "rtol": float(rtol) if stepsize_controller is not None and adaptive else None,
+        "atol": float(atol) if adaptive else None,
+        "t0": float(t0),
+        "t1": float(t1),
+        "t_final": t_end,
+        "num_steps": int(sol_stats["num_steps"]),
+        "num_accepted_steps": int(sol_stats["num_accepted_steps"]),
+        "num_rejected_steps": int(sol_stats["num_rejected_steps"]),
+        "num_vf_evals": n_vf,
+        "num_gradient_evals": n_vf * grads_per,
+        "num_hvps": n_vf * hvps_per,
+        "compile_time": compile_time,
+        "run_time": run_time,
+        "stability_limit": stability_limit(solver),
+    }
+    traj = Trajectory(
+        ts=jnp.asarray(saved_ts[:n_valid]),
+        params=None if not save_params else eqx.combine(cut(p_saved), static),
+        loss=cut(loss_saved),
+        observables=cut(obs_saved),
+        final_params=eqx.combine(final_dyn, static),
+        stats=stats,
+    )
+
+    result = int(result)
+    if result == int(dfx.RESULTS.event_occurred._value):
+        bad = not bool(tree_all_finite(final_dyn))
+        what = (
+            "became non-finite (NaN/inf)"
+            if bad
+            else (
+                f"exceeded divergence_threshold={divergence_threshold:g} in magnitude"
+            )
+        )
+        err = NonFiniteError(
+            f"The flow diverged: the parameters {what} at t = {t_end:.6g} "
+            f"(of t1 = {t1:g}); the solve was stopped there. Check the loss for "
+            "overflow, lower the learning rate/time scale, or use float64. The "
+            "trajectory up to that time is attached as error.trajectory."
+        )
+        err.trajectory = traj
+        raise err
+    if result == int(dfx.RESULTS.dt_min_reached._value):
+        loss_end = float(phi(final_dyn))
+        err = NonFiniteError(
+            f"The solver's step size collapsed at t = {t_end:.6g} (of t1 = {t1:g}). "
+            f"The loss there is {loss_end:.6g}; a non-finite loss or gradient, or a "
+            "finite-time blow-up of the flow, causes this. The trajectory up to that "
+            "time is attached as error.trajectory."
+        )
+        err.trajectory = traj
+        raise err
+    if result == int(dfx.RESULTS.max_steps_reached._value):
+        err = RuntimeError(
+            f"The solver used all max_steps={max_steps} steps and stopped at "
+            f"t = {t_end:.6g} of t1 = {t1:g}. Increase max_steps, loosen rtol, or the "
+            "flow is stiff (see stats['stability_limit'] and the Sharpness observable)."
+        )
+        err.trajectory = traj
+        raise err
+    if result != int(dfx.RESULTS.successful._value):
+        raise RuntimeError(
+            f"diffrax solve failed: {dfx.RESULTS[result]} at t = {t_end}."
+        )
+
+    if want_steps:
+        _stiffness_check(phi, final_dyn, sol_ys[2], t0, rtol, solver, stats)
+    return traj
+
+
+class _CallCounter:
+    """Host-side count of vector-field calls, for solvers whose cost per step is data
+    dependent (implicit solvers). Hashed by identity, so each solve compiles anew."""
+
+    def __init__(self):
+        self.count = 0
+
+    def increment(self):
+        self.count += 1
+
+
+class _Problem(eqx.Module):
+    """Everything about a solve except the numbers that may change between calls, so
+    that repeated solves of one problem (e.g. a sweep over tolerances or learning
+    rates) reuse the compiled program."""
+
+    loss_fn: Callable = eqx.field(static=True)
+    static: Any
+    flow: AbstractFlow
+    solver: dfx.AbstractSolver
+    controller: dfx.AbstractStepSizeController
+    observables: dict
+    save_params: bool = eqx.field(static=True)
+    want_steps: bool = eqx.field(static=True)
+    count_in_controller: bool = eqx.field(static=True)
+    counter: Any = eqx.field(static=True)
+    max_steps: int = eqx.field(static=True)
+    progress_meter: dfx.AbstractProgressMeter
+
+
+@eqx.filter_jit
+def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
+    flow, static, counter = problem.flow, problem.static, problem.counter
+
+    def phi(dyn):
+        return problem.loss_fn(eqx.combine(dyn, static))
+
+    def vector_field(t, y, args):
+        if counter is not None:
+            jax.debug.callback(counter.increment)
+        return flow.vector_field(phi, t, y)
+
+    def save_fn(t, y, args):
+        dyn = flow.params(y)
+        loss, values = evaluate_observables(
+            problem.loss_fn, eqx.combine(dyn, static), problem.observables
+        )
+        return (dyn if problem.save_params else None), loss, values
+
+    def diverged(t, y, args, **kwargs):
+        return jnp.logical_not(tree_all_finite(y)) | (
+            tree_max_abs(y) > divergence_threshold
+        )
+
+    subs = [
+        dfx.SubSaveAt(ts=ts, fn=save_fn),
+        dfx.SubSaveAt(t1=True, fn=lambda t, y, args: y),
+    ]
+    if problem.want_steps:
+        subs.append(
+            dfx.SubSaveAt(steps=True, fn=lambda t, y, args: (t, phi(flow.params(y))))
+        )
+    sol = dfx.diffeqsolve(
+        dfx.ODETerm(vector_field),
+        problem.solver,
+        t0,
+        t1,
+        dt0,
+        y0,
+        saveat=dfx.SaveAt(subs=subs, controller_state=problem.count_in_controller),
+        stepsize_controller=problem.controller,
+        event=dfx.Event(diverged),
+        max_steps=problem.max_steps,
+        throw=False,
+        progress_meter=problem.progress_meter,
+    )
+    return sol.ts, sol.ys, sol.stats, sol.result._value, sol.controller_state
+
+
+def _stiffness_check(phi, final_dyn, steps, t0, rtol, solver, stats) -> None:
+    """Gradient flow never increases the loss (dΦ/dt = −‖∇Φ‖² ≤ 0). An explicit solver
+    whose tolerance is too loose steps beyond its stability limit along the sharpest
+    directions and the loss goes up between accepted steps; detect that, and report
+    dt·λ_max against the real-axis stability limit c."""
+    step_ts, step_loss = (np.asarray(a) for a in steps)
+    ok = np.isfinite(step_ts)
+    step_ts, step_loss = step_ts[ok], step_loss[ok]
+    if step_ts.size < 3:
+        return
+    c = stats["stability_limit"]
+    dts = np.diff(np.concatenate([[t0], step_ts]))
+    lam = float(top_hessian_eigenvalue(phi, final_dyn, num_iters=20))
+    tail = dts[-max(4, dts.size // 4) :][:-1]  # the last step is clipped to t1
+    ratio = float(np.median(tail) * lam / c) if (lam > 0 and tail.size) else 0.0
+    rise = np.diff(step_loss)
+    floor = 1e3 * np.finfo(step_loss.dtype).eps * abs(float(step_loss[0]))
+    bad = rise > 10 * rtol * np.abs(step_loss[:-1]) + floor
+    stats["final_sharpness"] = lam
+    stats["dt_sharpness_over_limit"] = ratio
+    stats["num_loss_increases"] = int(bad.sum())
+    if bad.any() or ratio > 1.5:
+        first = float(step_ts[1:][bad][0]) if bad.any() else float("nan")
+        warnings.warn(
+            f"{solver_name(solver)} at rtol={rtol:g} did not follow gradient flow: "
+            f"the loss increased on {int(bad.sum())} accepted steps (first at t ≈ "
+            f"{first:.4g}), which gradient flow never does. Its steps reached "
+            f"dt·λ_max ≈ {ratio * c:.3g} against the stability limit c = {c:.3g} "
+            f"(final sharpness λ_max = {lam:.3g}). Tighten rtol/atol, or use an "
+            "implicit solver for long, stiff horizons.",
+            StiffnessWarning,
+            stacklevel=3,
+        )
