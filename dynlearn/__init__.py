@@ -44,3 +44,39 @@ try:
     __version__ = importlib.metadata.version("dynlearn")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
+
+
+__all__ = [
+    "ACTIVATIONS",
+    "AbstractFlow",
+    "AbstractObservable",
+    "Affine",
+    "GradNorm",
+    "GradientFlow",
+    "HeavyBall",
+    "HeavyBallFlow",
+    "Loss",
+    "MLP",
+    "ModifiedGradientFlow",
+    "NonFiniteError",
+    "SOLVERS",
+    "Sharpness",
+    "StiffnessWarning",
+    "Trajectory",
+    "fit_slope",
+    "gradient_descent",
+    "gradient_flow",
+    "hvp",
+    "linear_regression",
+    "minibatch_indices",
+    "per_example_losses",
+    "ravel_params",
+    "sgd",
+    "sgd_sde",
+    "sine_regression",
+    "stability_limit",
+    "top_hessian_eigenvalue",
+    "trajectory_distance",
+    "two_moons",
+    "__version__",
+]

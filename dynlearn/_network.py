@@ -1,4 +1,4 @@
-"""The one network definition shared by every dynlearn module.
+r"""The one network definition shared by every dynlearn module.
 
 $$f = T_L \circ g \circ T_{L-1} \circ \dots \circ g \circ T_1, \qquad
 T_l(x) = W_l x + b_l,$$

@@ -70,7 +70,8 @@ def top_hessian_eigenvalue(
             w = matvec(v)
             return w / jnp.maximum(jnp.linalg.norm(w), jnp.finfo(w.dtype).tiny)
 
-        v = jax.lax.fori_loop(0, k - 1, body, v0)
+        # Unlike Lanczos, power iteration is not exact after n steps: no cap at n.
+        v = jax.lax.fori_loop(0, num_iters - 1, body, v0)
         return jnp.vdot(v, matvec(v))
     if method != "lanczos":
         raise ValueError(f"method must be 'lanczos' or 'power', got {method!r}.")

@@ -142,6 +142,8 @@ class CountingController(dfx.AbstractStepSizeController):
                 t0, t1, y0, y1_candidate, args, y_error, error_order, inner_state
             )
         )
+        # Constant-step controllers return Python bools; `~True` would be -2.
+        keep, made_jump = jnp.asarray(keep, bool), jnp.asarray(made_jump, bool)
         extra = jnp.where(self.fsal & (first | jump), 1, 0)
         count = count + self.per_attempt + extra
         first = first & ~keep
