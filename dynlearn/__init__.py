@@ -2,6 +2,7 @@
 
 import importlib.metadata
 
+from . import echo as echo
 from ._analysis import fit_slope as fit_slope
 from ._data import (
     linear_regression as linear_regression,
@@ -79,4 +80,5 @@ __all__ = [
     "trajectory_distance",
     "two_moons",
     "__version__",
+    "echo",
 ]
