@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import echo as echo
+from . import echo as echo, width as width
 from ._analysis import fit_slope as fit_slope
 from ._data import (
     linear_regression as linear_regression,
@@ -81,4 +81,5 @@ __all__ = [
     "two_moons",
     "__version__",
     "echo",
+    "width",
 ]

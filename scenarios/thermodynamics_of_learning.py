@@ -1,0 +1,252 @@
+"""Thermodynamics of learning: entropy, free energy and temperature of Langevin and SGD ensembles.
+
+Vanchurin (2021, arXiv:2004.09280) describes learning with a canonical ensemble: the
+total entropy splits as S = S₀(T) + C (thermodynamic entropy plus complexity), it
+decreases during learning until equilibrium (second law, eq. 7.6), and loss increments
+track entropy increments (first law, eq. 7.11). We make this concrete with ensembles
+of M parameter vectors trained by Langevin dynamics dθ = −∇Φ dt + √(2T) dW
+(Euler–Maruyama in diffrax) and by minibatch SGD:
+
+1. Quadratic loss (exactly solvable, notes thermo_nnft.md §1.10): the ensemble
+   entropy S(t), energy U(t) and free energy F(t) against the exact Euler–Maruyama
+   curves, and the equilibrium values U = PT/2, C = −½ log det A.
+2. A tanh network on a regression task, ensemble started from random initialisations
+   (σ_b = 0.5, so that every parameter has a spread):
+   S(t) and F(t) decrease (second law); temperature estimated by the configurational
+   estimator ⟨‖∇Φ‖²⟩/⟨tr ∇²Φ⟩ (exact for a Gibbs ensemble) approaches the bath T.
+3. First law along the network run: ΔU against T ΔS between checkpoints.
+4. SGD ensemble: its configurational temperature vs learning rate (an effective
+   temperature ∝ η/B, Mandt, Hoffman & Blei 2017, arXiv:1704.04289).
+
+Entropies are Gaussian-fit entropies ½ log det(2πe Σ̂) of the parameter ensemble
+(exact for the quadratic case, an upper bound otherwise).
+"""
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dynlearn as dl
+from dynlearn import plotting, width
+
+
+CONFIG = {
+    "seed": 0,
+    "ensemble": 2000,
+    "quad_eigs": [0.5, 1.0, 2.0, 4.0],
+    "quad_T": 0.2,
+    "quad_init_std": 2.0,
+    "quad_t1": 8.0,
+    "quad_ensemble": 4000,
+    "dt": 0.02,
+    "net_width": 6,
+    "net_data": 16,
+    "net_T": 0.002,
+    "net_t1": 40.0,
+    "sgd_lrs": [0.05, 0.1, 0.2],
+    "sgd_batch": 4,
+    "sgd_steps": 2000,
+}
+QUICK = {"ensemble": 1000, "net_t1": 20.0, "sgd_steps": 800, "sgd_lrs": [0.05, 0.2]}
+
+
+def _thermo_path(samples_path, losses_path, temperature, **kw):
+    n = losses_path.shape[1]
+    out = [
+        width.thermodynamics(
+            jax.tree.map(lambda a: a[:, i], samples_path),
+            losses_path[:, i],
+            temperature,
+            **kw,
+        )
+        for i in range(n)
+    ]
+    return {k: np.array([float(getattr(o, k)) for o in out]) for k in out[0]._fields}
+
+
+def run(config: dict, out: Path) -> dict:
+    key = jax.random.key(config["seed"])
+    m, dt = config["ensemble"], config["dt"]
+    metrics: dict = {}
+    fig, axes = plotting.figure(4, width=4.6)
+
+    # 1. Quadratic loss.
+    lam = np.asarray(config["quad_eigs"], float)
+    a = jnp.diag(jnp.asarray(lam))
+    t_q = config["quad_T"]
+
+    def quad(p):
+        return 0.5 * p @ a @ p
+
+    key, k0, k1 = jax.random.split(key, 3)
+    mq = config["quad_ensemble"]
+    x0 = config["quad_init_std"] * jax.random.normal(k0, (mq, lam.size))
+    ts = jnp.linspace(0.0, config["quad_t1"], 21)
+    traj = width.langevin(
+        quad, x0, t_q, config["quad_t1"], key=jax.random.split(k1, mq), dt=dt, ts=ts
+    )
+    th = _thermo_path(traj.params, traj.loss, t_q)
+    var = np.full(lam.size, config["quad_init_std"] ** 2)
+    exact_s, exact_u, k_save = [], [], np.round(np.asarray(ts) / dt).astype(int)
+    for k in range(k_save[-1] + 1):
+        if k in k_save:
+            exact_s.append(0.5 * np.sum(np.log(2 * np.pi * np.e * var)))
+            exact_u.append(0.5 * np.sum(lam * var))
+        var = (1 - lam * dt) ** 2 * var + 2 * t_q * dt
+    exact_s, exact_u = np.array(exact_s), np.array(exact_u)
+    eq = width.quadratic_equilibrium(a, t_q, dt=dt)
+    ax = axes[0, 0]
+    ax.plot(ts, th["entropy"], "o", ms=4, label="S, ensemble (Gaussian fit)")
+    ax.plot(ts, exact_s, "-", color=plotting.PALETTE[0], label="S, exact")
+    ax.plot(ts, th["free_energy"], "s", ms=4, label="F = U − TS, ensemble")
+    ax.plot(
+        ts, exact_u - t_q * exact_s, "-", color=plotting.PALETTE[1], label="F, exact"
+    )
+    ax.axhline(float(eq.entropy), color="0.5", ls=":", label="equilibrium S, F")
+    ax.axhline(float(eq.free_energy), color="0.5", ls=":")
+    ax.set(
+        xlabel="time t",
+        ylabel="entropy / free energy (nats)",
+        title=f"quadratic loss, P = {lam.size}, T = {t_q:g}",
+    )
+    ax.legend(fontsize=7)
+    metrics["quadratic"] = {
+        "max_abs_entropy_error": float(np.max(np.abs(th["entropy"] - exact_s))),
+        "entropy_stderr": float(0.5 * np.sqrt(2 * lam.size / mq)),
+        "final_energy": float(th["energy"][-1]),
+        "final_energy_exact_curve": float(exact_u[-1]),
+        "energy_stderr": float(np.std(np.asarray(traj.loss[:, -1])) / np.sqrt(mq)),
+        "exact_energy_EM": float(eq.energy),
+        "exact_energy_continuous": float(lam.size * t_q / 2),
+        "final_complexity": float(th["complexity"][-1]),
+        "exact_complexity_EM": float(eq.complexity),
+        "exact_complexity_continuous": float(-0.5 * np.sum(np.log(lam))),
+        "exact_entropy_monotone": bool(np.all(np.diff(exact_s) < 0)),
+        "entropy_decrease_first_half": bool(
+            np.all(np.diff(th["entropy"][: len(ts) // 2]) < 0)
+        ),
+    }
+
+    # 2./3. A small tanh network trained by Langevin from random initialisations.
+    key, kd, kn, kl = jax.random.split(key, 4)
+    x, y = dl.sine_regression(kd, n=config["net_data"], d=2)
+    nets = jax.vmap(
+        lambda k: dl.MLP(
+            2, "scalar", config["net_width"], 1, "tanh", sigma_b=0.5, key=k
+        )
+    )(jax.random.split(kn, m))
+
+    def net_loss(net):
+        return 0.5 * jnp.mean((jax.vmap(net)(x) - y) ** 2)
+
+    p_net = dl.ravel_params(jax.tree.map(lambda a: a[0], nets)).size
+    t_n = config["net_T"]
+    ts_n = jnp.linspace(0.0, config["net_t1"], 21)
+    traj = width.langevin(
+        net_loss,
+        nets,
+        t_n,
+        config["net_t1"],
+        key=jax.random.split(kl, m),
+        dt=dt,
+        ts=ts_n,
+    )
+    th_n = _thermo_path(traj.params, traj.loss, t_n)
+    idx = np.arange(0, len(ts_n), 4)
+    t_conf = [
+        float(
+            width.configurational_temperature(
+                net_loss, jax.tree.map(lambda a: a[:, i], traj.params)
+            )
+        )
+        for i in idx
+    ]
+    ax = axes[0, 1]
+    ax.plot(ts_n, th_n["entropy"] - th_n["entropy"][0], "o-", ms=4, label="S(t) − S(0)")
+    ax.plot(
+        ts_n,
+        (th_n["free_energy"] - th_n["free_energy"][0]),
+        "s-",
+        ms=4,
+        label="F(t) − F(0)",
+    )
+    ax.set(
+        xlabel="time t",
+        ylabel="nats",
+        title=f"tanh net (P = {p_net}), Langevin T = {t_n:g}",
+    )
+    ax.legend(fontsize=8, loc="center left")
+    ax2 = ax.twinx()
+    ax2.semilogy(
+        ts_n[idx], t_conf, "^", color=plotting.PALETTE[2], label="T_conf (right axis)"
+    )
+    ax2.axhline(t_n, color=plotting.PALETTE[2], ls=":", lw=1)
+    ax2.set_ylabel("configurational temperature")
+    ax2.legend(fontsize=8, loc="upper center")
+    ax2.grid(False)
+
+    du = np.diff(th_n["energy"])
+    tds = t_n * np.diff(th_n["entropy"])
+    ax = axes[0, 2]
+    ax.plot(tds, du, "o", ms=5, label="checkpoints of the Langevin run")
+    lim = max(np.abs(du).max(), np.abs(tds).max()) * 1.1
+    ax.plot([-lim, lim], [-lim, lim], "k:", lw=1, label="ΔU = T ΔS")
+    ax.set(
+        xlabel="T ΔS",
+        ylabel="ΔU",
+        title="first law along training\n(far from equilibrium: ΔU ≠ TΔS)",
+    )
+    ax.legend(fontsize=8)
+    metrics["network"] = {
+        "entropy_change": float(th_n["entropy"][-1] - th_n["entropy"][0]),
+        "free_energy_change": float(th_n["free_energy"][-1] - th_n["free_energy"][0]),
+        "entropy_monotone": bool(np.all(np.diff(th_n["entropy"]) < 0)),
+        "configurational_temperature": t_conf,
+        "bath_temperature": t_n,
+        "final_mean_loss": float(th_n["energy"][-1]),
+    }
+
+    # 4. SGD ensembles from the trained Langevin endpoint of one network.
+    start = jax.tree.map(lambda a: a[0], traj.final_params)
+    data = (x, y)
+
+    def batch_loss(net, batch):
+        xb, yb = batch
+        return 0.5 * jnp.mean((jax.vmap(net)(xb) - yb) ** 2)
+
+    lrs = list(config["sgd_lrs"])
+    t_sgd = []
+    for lr in lrs:
+        key, ks = jax.random.split(key)
+        run_ = dl.sgd(
+            batch_loss,
+            start,
+            data,
+            lr,
+            config["sgd_steps"],
+            batch_size=config["sgd_batch"],
+            key=jax.random.split(ks, m),
+            save_every=config["sgd_steps"],
+        )
+        t_sgd.append(
+            float(width.configurational_temperature(net_loss, run_.final_params))
+        )
+    ax = axes[0, 3]
+    slope = plotting.loglog_slope(ax, lrs, t_sgd, label="SGD ensemble T_conf")
+    ax.set(
+        xlabel="learning rate η",
+        ylabel="configurational temperature",
+        title=f"SGD temperature (batch {config['sgd_batch']} of {x.shape[0]})",
+    )
+    ax.legend(fontsize=8)
+    plotting.save(fig, out / "thermodynamics_of_learning.png")
+    metrics["sgd"] = {"lrs": lrs, "temperature": t_sgd, "slope_vs_lr": slope}
+    return metrics
+
+
+if __name__ == "__main__":
+    from dynlearn._cli import run_script
+
+    raise SystemExit(run_script(__file__))
