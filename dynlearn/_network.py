@@ -9,7 +9,7 @@ arXiv:1806.07572; Lee et al. 2019, arXiv:1902.06720):
 * `"standard"`: the forward pass is $W x + b$ with $W_{ij} \sim N(0, σ_w^2/n_{in})$
   and $b_i \sim N(0, σ_b^2)$.
 * `"ntk"`: the stored weights are standard normal, $W_{ij}, b_i \sim N(0, 1)$, and the
-  forward pass is $(σ_w/\\sqrt{n_{in}}) W x + σ_b b$.
+  forward pass is $(σ_w/\sqrt{n_{in}}) W x + σ_b b$.
 
 At initialisation both define the same distribution over functions; they differ in how
 gradient descent moves them (in the NTK parameterisation the tangent kernel has a
@@ -101,7 +101,9 @@ class MLP(eqx.Module):
     - `activation`: `"tanh"`, `"relu"`, `"erf"`, `"gelu"`, `"linear"`, `"softplus"`,
       `"sigmoid"`, `"sin"`, or any componentwise callable.
     - `parameterization`: `"standard"` or `"ntk"` (see the module docstring).
-    - `sigma_w`, `sigma_b`: weight and bias standard deviations σ_w, σ_b.
+    - `sigma_w`, `sigma_b`: weight and bias standard deviations σ_w, σ_b. With the
+      default σ_b = 0 and `"standard"`, every bias starts at exactly zero (an
+      ensemble has no spread in them); pass σ_b > 0 for random biases.
     - `use_bias`: whether the affine maps have biases.
     - `final_activation`: applied to the output (default: identity).
     - `dtype`: parameter dtype (default: JAX's default float).
