@@ -104,7 +104,8 @@ def gradient_flow(
       [`dynlearn.HeavyBallFlow`][].
     - `solver`: any diffrax solver instance, or a name from `dynlearn.SOLVERS`
       (`"tsit5"` default, `"dopri5"`, `"dopri8"`, `"euler"`, `"kvaerno5"`, ...).
-      Explicit, implicit and fixed-step solvers are accepted.
+      Explicit, implicit and fixed-step solvers are accepted. `"auto"` picks
+      `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) > 200, else Tsit5.
     - `rtol`, `atol`: tolerances of the default `diffrax.PIDController`, applied
       elementwise to the parameters. Ignored if `stepsize_controller` is given.
     - `t0`, `dt0`: start time and initial (or, for solvers without an error estimate
@@ -143,9 +144,13 @@ def gradient_flow(
     flow = GradientFlow() if flow is None else flow
     if not isinstance(flow, AbstractFlow):
         raise TypeError(f"flow must be a dynlearn.AbstractFlow, got {type(flow)}.")
-    solver = resolve_solver(solver)
+    auto = isinstance(solver, str) and solver.lower() == "auto"
+    if not auto:
+        solver = resolve_solver(solver)
     dynamic, static = split_params(params)
     phi = checked_loss(loss_fn, params)
+    if auto:
+        solver = _auto_solver(phi, dynamic, float(t1) - float(t0), flow)
     obs = as_observables(observables)
     adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
 
@@ -178,7 +183,13 @@ def gradient_flow(
         raise ValueError("A fixed-step solve needs dt0.")
 
     static_count = evals_per_attempt(solver)
-    if static_count is not None:
+    # Solvers with a data-dependent cost may count their own evaluations exactly in
+    # their state (e.g. dynlearn.stiff.RKC2: stages and Jacobian-vector products).
+    own_count = bool(getattr(solver, "counts_own_evaluations", False))
+    if own_count:
+        controller = stepsize_controller
+        counter = None
+    elif static_count is not None:
         controller = CountingController(stepsize_controller, *static_count)
         counter = None
     else:
@@ -195,7 +206,8 @@ def gradient_flow(
         observables=obs,
         save_params=save_params,
         want_steps=want_steps,
-        count_in_controller=static_count is not None,
+        count_in_controller=static_count is not None and not own_count,
+        count_in_solver=own_count,
         counter=counter,
         max_steps=max_steps,
         progress_meter=dfx.NoProgressMeter()
@@ -216,7 +228,7 @@ def gradient_flow(
     )
     if counter is not None:
         jax.effects_barrier()
-    sol_ts, sol_ys, sol_stats, result, cstate = out
+    sol_ts, sol_ys, sol_stats, result, cstate, sstate = out
 
     t_end = float(sol_ts[1][0])
     saved_ts = np.asarray(sol_ts[0])
@@ -225,8 +237,14 @@ def gradient_flow(
     cut = lambda x: jax.tree_util.tree_map(lambda a: a[:n_valid], x)
     final_dyn = flow.params(sol_ys[1])
     final_dyn = jax.tree_util.tree_map(lambda a: a[0], final_dyn)
-    n_vf = int(cstate[1]) if counter is None else counter.count
+    own = solver.evaluation_counts(sstate) if own_count else {}
+    if own_count:
+        n_vf = own.pop("num_vf_evals")
+    else:
+        n_vf = int(cstate[1]) if counter is None else counter.count
     grads_per, hvps_per = flow.cost()
+    # A Jacobian-vector product of the gradient-flow field is one HVP.
+    n_jvp = own.pop("num_jvps", 0)
     stats: dict[str, Any] = {
         "method": f"gradient_flow[{type(flow).__name__}, {solver_name(solver)}]",
         "solver": solver_name(solver),
@@ -241,7 +259,8 @@ def gradient_flow(
         "num_rejected_steps": int(sol_stats["num_rejected_steps"]),
         "num_vf_evals": n_vf,
         "num_gradient_evals": n_vf * grads_per,
-        "num_hvps": n_vf * hvps_per,
+        "num_hvps": n_vf * hvps_per + (n_jvp if isinstance(flow, GradientFlow) else 0),
+        **({"num_jvps": n_jvp, **own} if own_count else {}),
         "compile_time": compile_time,
         "run_time": run_time,
         "stability_limit": stability_limit(solver),
@@ -301,6 +320,24 @@ def gradient_flow(
     return traj
 
 
+AUTO_STIFFNESS_THRESHOLD = 200.0
+"""`solver="auto"` uses a stiff solver when sharpness × horizon exceeds this."""
+
+
+def _auto_solver(phi, dynamic, horizon, flow) -> dfx.AbstractSolver:
+    """Tsit5, or `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) is large: Tsit5 then
+    needs ≳ λ_max T/3.5 steps (6 gradients each) while RKC2 needs ~√(λ_max h) stages
+    per step of size h set by accuracy alone."""
+    if not isinstance(flow, GradientFlow):
+        return dfx.Tsit5()
+    lam = float(top_hessian_eigenvalue(phi, dynamic, num_iters=10))
+    if abs(lam) * horizon > AUTO_STIFFNESS_THRESHOLD:
+        from .stiff import RKC2
+
+        return RKC2()
+    return dfx.Tsit5()
+
+
 class _CallCounter:
     """Host-side count of vector-field calls, for solvers whose cost per step is data
     dependent (implicit solvers). Hashed by identity, so each solve compiles anew."""
@@ -326,6 +363,7 @@ class _Problem(eqx.Module):
     save_params: bool = eqx.field(static=True)
     want_steps: bool = eqx.field(static=True)
     count_in_controller: bool = eqx.field(static=True)
+    count_in_solver: bool = eqx.field(static=True)
     counter: Any = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
     progress_meter: dfx.AbstractProgressMeter
@@ -370,14 +408,25 @@ def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
         t1,
         dt0,
         y0,
-        saveat=dfx.SaveAt(subs=subs, controller_state=problem.count_in_controller),
+        saveat=dfx.SaveAt(
+            subs=subs,
+            controller_state=problem.count_in_controller,
+            solver_state=problem.count_in_solver,
+        ),
         stepsize_controller=problem.controller,
         event=dfx.Event(diverged),
         max_steps=problem.max_steps,
         throw=False,
         progress_meter=problem.progress_meter,
     )
-    return sol.ts, sol.ys, sol.stats, sol.result._value, sol.controller_state
+    return (
+        sol.ts,
+        sol.ys,
+        sol.stats,
+        sol.result._value,
+        sol.controller_state,
+        sol.solver_state,
+    )
 
 
 def _stiffness_check(phi, final_dyn, steps, t0, rtol, solver, stats) -> None:

@@ -41,7 +41,8 @@ def resolve_solver(solver: str | dfx.AbstractSolver) -> dfx.AbstractSolver:
         if key in SOLVERS:
             return SOLVERS[key]()
     raise ValueError(
-        f"Unknown solver {solver!r}. Use one of {sorted(SOLVERS)} or pass any "
+        f"Unknown solver {solver!r}. Use one of {sorted(SOLVERS)}, 'auto' "
+        "(gradient_flow only: Tsit5 or dynlearn.stiff.RKC2 by stiffness), or pass any "
         "diffrax solver instance, e.g. diffrax.Tsit5()."
     )
 

@@ -1,0 +1,169 @@
+"""RKC2: stability boundary, closed-form quadratics, order, MLP vs Tsit5, bad input."""
+
+import diffrax as dfx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import dynlearn as dl
+from dynlearn.stiff import RKC2, stability_boundary
+
+
+def _quadratic(kappa, n=12):
+    """Φ(θ) = ½(θ−θ*)ᵀH(θ−θ*), H = Q diag(λ) Qᵀ with λ ∈ [1/κ, 1]·10 (sharpness 10)."""
+    key = jax.random.key(0)
+    q, _ = jnp.linalg.qr(jax.random.normal(key, (n, n)))
+    lam = 10.0 * jnp.logspace(-np.log10(kappa), 0.0, n)
+    h = (q * lam) @ q.T
+    star = jnp.linspace(-1.0, 1.0, n)
+    loss = lambda p: 0.5 * (p["w"] - star) @ h @ (p["w"] - star)
+    exact = lambda t, w0: star + (q * jnp.exp(-lam * t)) @ q.T @ (w0 - star)
+    return loss, exact, jnp.zeros(n)
+
+
+def test_stability_boundary_matches_asymptote():
+    # β(s) = (1+w0) T_s''/T_s' with ε = 2/13 tends to 0.653 s² (Verwer et al. 2004).
+    betas = np.array([float(stability_boundary(s)) for s in (10, 50, 200)])
+    ratio = betas / (0.653 * np.array([10, 50, 200]) ** 2)
+    assert np.all(np.abs(ratio - 1) < 0.01), ratio  # measured 0.9906, 1.0002, 1.0000
+    # And the polynomial is really stable there: |R(-β)| ≤ 1 on [-β, 0] for s = 10,
+    # checked by applying one fixed RKC step to y' = -λy on a grid of λh.
+    lams = jnp.linspace(0.0, 0.99 * betas[0], 200)
+    term = dfx.ODETerm(lambda t, y, a: -lams * y)
+    # ρ = max λ is found by the power iteration; safety 1 keeps s = 10 at h = 1.
+    solver = RKC2(safety=1.0, power_iterations=50)
+    st = solver.init(term, 0.0, 1.0, jnp.ones_like(lams), None)
+    y1, *_ = solver.step(term, 0.0, 1.0, jnp.ones_like(lams), None, st, False)
+    assert float(jnp.max(jnp.abs(y1))) <= 1.0 + 1e-12
+
+
+@pytest.mark.parametrize("kappa", [1e2, 1e4, 1e6])
+def test_quadratic_matches_closed_form(kappa):
+    loss, exact, w0 = _quadratic(kappa)
+    rtol = 1e-6
+    t1 = 50.0
+    tr = dl.gradient_flow(
+        loss, {"w": w0}, t1, solver=RKC2(), rtol=rtol, atol=1e-8, num_saves=6
+    )
+    for t, w in zip(tr.ts, tr.params["w"]):
+        err = float(jnp.max(jnp.abs(w - exact(t, w0))))
+        # The controller bounds the local error per step by ~rtol; the global error
+        # accumulates over the steps. Measured max over saves (‖θ0−θ*‖∞ = 1):
+        # 5.9e-6, 1.6e-5, 4.5e-6 for κ = 1e2, 1e4, 1e6; bound 30·rtol (2× margin).
+        assert err < 30 * rtol, (t, err)
+    assert tr.stats["num_stage_limited"] == 0
+
+
+def test_order_two():
+    # Fixed steps: global error ∝ h², slope 2 in log-log. (Modes with hλ well inside
+    # the stability interval decay only by the damped Chebyshev factor |R| ≈ 0.95,
+    # not by e^{-hλ}: RKC is stable, not L-stable, so the order test keeps hλ ≤ 1.)
+    lam = jnp.array([1.0, 3.0, 10.0])
+    term = dfx.ODETerm(lambda t, y, a: -lam * y)
+    hs = np.array([0.1, 0.05, 0.025, 0.0125])
+    errs = []
+    for h in hs:
+        sol = dfx.diffeqsolve(
+            term,
+            RKC2(),
+            0.0,
+            4.0,
+            float(h),
+            jnp.ones(3),
+            stepsize_controller=dfx.ConstantStepSize(),
+        )
+        errs.append(float(jnp.max(jnp.abs(sol.ys[-1] - jnp.exp(-lam * 4.0)))))
+    slope, _ = dl.fit_slope(hs, np.array(errs))
+    assert abs(slope - 2.0) < 0.15, (slope, errs)  # measured 2.0x
+
+
+def test_mlp_matches_tight_tsit5_and_is_cheaper():
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (24, 1))
+    y = jnp.sin(3 * x[:, 0])
+    m = dl.MLP(1, "scalar", 12, 2, key=jax.random.key(1))
+    loss = lambda p: jnp.mean((jax.vmap(p)(x) - y) ** 2)
+    t1 = 100.0
+    kw = dict(save_params=False, check_stiffness=False)
+    ref = dl.gradient_flow(loss, m, t1, rtol=1e-11, atol=1e-13, **kw)
+    tr = dl.gradient_flow(loss, m, t1, solver=RKC2(), rtol=1e-7, atol=1e-9, **kw)
+    pr = dl.ravel_params(ref.final_params)
+    rel = float(jnp.linalg.norm(dl.ravel_params(tr.final_params) - pr))
+    rel /= float(jnp.linalg.norm(pr))
+    assert rel < 1e-5, rel  # measured ~1e-6 at rtol 1e-7
+    tsit = dl.gradient_flow(loss, m, t1, rtol=1e-7, atol=1e-9, **kw)
+    assert tr.stats["num_vf_evals"] < tsit.stats["num_vf_evals"] / 2
+    assert tr.stats["num_hvps"] > 0 and tr.stats["max_stages_used"] >= 2
+
+
+def test_counts_exact_without_rejections():
+    # ConstantStepSize never rejects: cost = 1 (init f) + power(init) + per step
+    # (s + power_iterations), with s = 1 + ⌊√(1 + 1.54 h ρ safety)⌋ ≥ 2.
+    lam = jnp.array([0.5, 80.0])
+    term = dfx.ODETerm(lambda t, y, a: -lam * y)
+    solver = RKC2(power_iterations=3, safety=1.0)
+    sol = dfx.diffeqsolve(
+        term,
+        solver,
+        0.0,
+        1.0,
+        0.1,
+        jnp.ones(2),
+        stepsize_controller=dfx.ConstantStepSize(),
+        saveat=dfx.SaveAt(t1=True, solver_state=True),
+    )
+    c = RKC2.evaluation_counts(sol.solver_state)
+    n = int(sol.stats["num_steps"])
+    assert n == 10
+    # ρ = 80 exactly after warm start on a diagonal matrix; hρ = 8 → s = 4.
+    assert c["max_stages_used"] == 4
+    assert c["num_vf_evals"] == 1 + 4 * n
+    assert c["num_jvps"] == 12 + 3 * n
+
+
+def test_stage_limit_is_reported_not_accepted():
+    lam = jnp.array([1e3])
+    term = dfx.ODETerm(lambda t, y, a: -lam * y)
+    sol = dfx.diffeqsolve(
+        term,
+        RKC2(max_stages=3),
+        0.0,
+        1.0,
+        0.5,
+        jnp.ones(1),
+        stepsize_controller=dfx.PIDController(rtol=1e-6, atol=1e-8),
+        saveat=dfx.SaveAt(t1=True, solver_state=True),
+    )
+    assert float(jnp.abs(sol.ys[-1, 0])) < 1e-6  # stable: steps shrank to fit s ≤ 3
+    assert int(sol.solver_state.max_stages_used) <= 3
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="max_stages"):
+        RKC2(max_stages=1)
+    with pytest.raises(ValueError, match="power_iterations"):
+        RKC2(power_iterations=0)
+    with pytest.raises(ValueError, match="safety"):
+        RKC2(safety=0.5)
+
+
+def test_auto_and_gradient_flow_counts():
+    loss = lambda p: 0.5 * jnp.sum(jnp.array([1.0, 100.0]) * p**2)
+    w0 = jnp.ones(2)
+    # λ_max T = 100·100 ≫ 200 → RKC2; 100·1 < 200 → Tsit5.
+    tr = dl.gradient_flow(loss, w0, 100.0, solver="auto", rtol=1e-8, atol=1e-10)
+    assert tr.stats["solver"] == "RKC2"
+    assert dl.gradient_flow(loss, w0, 1.0, solver="auto").stats["solver"] == "Tsit5"
+    exact = jnp.exp(-jnp.array([1.0, 100.0]) * 100.0)
+    assert float(jnp.max(jnp.abs(tr.final_params - exact))) < 1e-7  # measured ~1e-9
+    # Gradient-flow stats come from the solver's own exact counters: the HVP count
+    # is the number of power-iteration JVPs (4 at init + 1 per accepted step).
+    s = tr.stats
+    assert s["num_hvps"] == s["num_jvps"] == 4 + s["num_accepted_steps"]
+    # Every accepted step has s ≥ 2 stages (f evaluations), plus f(θ0) at init.
+    assert (
+        s["num_gradient_evals"] == s["num_vf_evals"] >= 1 + 2 * s["num_accepted_steps"]
+    )
+    with pytest.raises(ValueError, match="auto"):
+        dl.gradient_flow(loss, w0, 1.0, solver="rkc")
