@@ -1,0 +1,167 @@
+"""Exact Ising references against brute force and published values; samplers against
+exact enumeration and Kaufman's finite-lattice energy."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dynlearn import rg
+
+
+@pytest.mark.parametrize("rows, cols", [(3, 4), (4, 3), (4, 4), (2, 5)])
+@pytest.mark.parametrize("K", [0.2, rg.K_C, 0.6])
+def test_kaufman_matches_enumeration(rows, cols, K):
+    exact = rg.enumerate_torus(K, rows, cols)
+    np.testing.assert_allclose(
+        rg.torus_log_partition(K, rows, cols), exact["log_z"], rtol=1e-13
+    )
+    np.testing.assert_allclose(
+        rg.torus_energy(K, rows, cols), exact["energy"], rtol=1e-12
+    )
+
+
+def test_kaufman_published_values():
+    # rbm_rg notes §5.2 (verified there by transfer matrices and brute force).
+    np.testing.assert_allclose(
+        rg.torus_log_partition(rg.K_C, 4, 4), 15.521915458755284, rtol=1e-14
+    )
+    np.testing.assert_allclose(
+        rg.torus_energy(0.408, 40, 40), -1.1518211508, atol=1e-10
+    )
+    np.testing.assert_allclose(
+        rg.torus_specific_heat(0.408, 40, 40), 0.9946704747, atol=1e-10
+    )
+    # Exactly at K_c, where the γ₀ factor vanishes:
+    np.testing.assert_allclose(rg.torus_energy(rg.K_C, 16, 16), -1.4530649, atol=1e-7)
+    np.testing.assert_allclose(
+        rg.torus_specific_heat(rg.K_C, 16, 16), 1.4987050, atol=1e-7
+    )
+    np.testing.assert_allclose(
+        rg.torus_specific_heat(rg.K_C, 64, 64), 2.1922114, atol=1e-7
+    )
+    assert np.isfinite(rg.torus_log_partition(0.2, 1000, 1000))  # no overflow
+
+
+def test_specific_heat_is_the_energy_fluctuation():
+    # c = K² N (⟨e²⟩ − ⟨e⟩²), by enumeration of the 4×4 torus.
+    K = 0.35
+    states = np.array(list(itertools.product((-1, 1), repeat=16)), float).reshape(
+        -1, 4, 4
+    )
+    bonds = (states * np.roll(states, 1, 1)).sum((1, 2)) + (
+        states * np.roll(states, 1, 2)
+    ).sum((1, 2))
+    w = np.exp(K * bonds - np.max(K * bonds))
+    w /= w.sum()
+    e = -bonds / 16
+    c = K**2 * 16 * ((w * e**2).sum() - (w * e).sum() ** 2)
+    np.testing.assert_allclose(rg.torus_specific_heat(K, 4, 4), c, rtol=1e-11)
+
+
+def test_onsager_limits():
+    np.testing.assert_allclose(rg.K_C, 0.44068679350977147, rtol=1e-15)
+    np.testing.assert_allclose(rg.onsager_energy(rg.K_C), -np.sqrt(2), rtol=1e-12)
+    np.testing.assert_allclose(rg.onsager_energy(0.5), -1.74556, atol=1e-5)
+    np.testing.assert_allclose(rg.onsager_magnetization(0.5), 0.91132, atol=1e-5)
+    assert rg.onsager_magnetization(0.4) == 0.0
+    # The finite torus converges to the infinite lattice away from T_c.
+    np.testing.assert_allclose(
+        rg.torus_energy(1 / 3.0, 64, 64), rg.onsager_energy(1 / 3.0), atol=1e-7
+    )
+
+
+def test_chain_exact_results():
+    K, n = 0.8, 16
+    np.testing.assert_allclose(
+        rg.chain_correlation(K, n, jnp.array([1, 2, 4, 8])),
+        [0.6652382, 0.4435520, 0.2014947, 0.0755000],
+        atol=1e-7,
+    )
+    states = np.array(list(itertools.product((-1, 1), repeat=10)), float)
+    logz = np.log(np.exp(0.7 * (states * np.roll(states, 1, 1)).sum(1)).sum())
+    np.testing.assert_allclose(rg.chain_log_partition(0.7, 10), logz, rtol=1e-13)
+    Ks = [1.0]
+    for _ in range(3):
+        Ks.append(float(rg.decimate_chain(Ks[-1])))
+    np.testing.assert_allclose(
+        Ks[1:], [0.6625013737, 0.3500611389, 0.1136720675], atol=1e-10
+    )
+    xi = rg.chain_correlation_length(jnp.array(Ks))
+    np.testing.assert_allclose(xi[1:] / xi[:-1], 0.5, rtol=1e-12)  # ξ halves exactly
+
+
+@pytest.mark.parametrize("sampler", rg.SAMPLERS)
+def test_samplers_reproduce_exact_enumeration(sampler):
+    # 4×4 at K = 0.4: exact ⟨e⟩, ⟨|m|⟩, ⟨m²⟩ by enumerating 65536 states.
+    exact = rg.enumerate_torus(0.4, 4, 4)
+    r = rg.sample_ising(
+        jax.random.key(1),
+        4,
+        0.4,
+        sampler=sampler,
+        num_chains=16,
+        num_measurements=1500,
+        thermalization=100,
+    )
+    for est, want in (
+        (rg.chain_estimate(r.energy), exact["energy"]),
+        (rg.chain_estimate(np.abs(r.magnetization)), exact["abs_m"]),
+        (rg.chain_estimate(r.magnetization**2), exact["m2"]),
+    ):
+        assert abs(est.mean - want) < 4 * est.error, (sampler, est, want)
+        assert est.error < 0.01  # the check has power
+
+
+@pytest.mark.parametrize(
+    "sampler, K", [("wolff", rg.K_C), ("swendsen_wang", 0.3), ("metropolis", 0.5)]
+)
+def test_energy_matches_kaufman_on_8x8(sampler, K):
+    r = rg.sample_ising(
+        jax.random.key(2),
+        8,
+        K,
+        sampler=sampler,
+        num_chains=16,
+        num_measurements=600,
+        thermalization=200,
+    )
+    est = rg.chain_estimate(r.energy)
+    want = float(rg.torus_energy(K, 8, 8))
+    assert abs(est.mean - want) < 4 * est.error, (est, want)
+    assert est.error < 0.01
+
+
+def test_autocorrelation_time_of_ar1():
+    # x_t = φ x_{t-1} + noise: τ_int = (1 + φ) / (2 (1 − φ)) = 9.5 for φ = 0.9.
+    rng = np.random.default_rng(0)
+    phi, n = 0.9, 20000
+    x = np.zeros((8, n))
+    noise = rng.normal(size=(8, n))
+    for t in range(1, n):
+        x[:, t] = phi * x[:, t - 1] + noise[:, t]
+    tau = rg.integrated_autocorrelation_time(x)
+    assert abs(tau - 9.5) < 0.1 * 9.5, tau
+
+
+def test_binder_cumulant_limits():
+    rng = np.random.default_rng(0)
+    gauss = rg.binder_cumulant(rng.normal(size=(20, 5000)))
+    assert abs(gauss.mean) < 4 * gauss.error + 1e-3  # Gaussian: U₄ = 0
+    ordered = rg.binder_cumulant(np.sign(rng.normal(size=(10, 100))))
+    np.testing.assert_allclose(ordered.mean, 2 / 3, rtol=1e-12)  # m = ±1: U₄ = 2/3
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="Unknown sampler 'heatbath'"):
+        rg.sample_ising(jax.random.key(0), 4, 0.4, sampler="heatbath")
+    with pytest.raises(ValueError, match="L must be"):
+        rg.sample_ising(jax.random.key(0), 1, 0.4)
+    with pytest.raises(ValueError, match="num_chains"):
+        rg.sample_ising(jax.random.key(0), 4, 0.4, num_chains=0)
+    with pytest.raises(ValueError, match="too large"):
+        rg.enumerate_torus(0.4, 5, 5)
+    with pytest.raises(ValueError, match="num_chains >= 2"):
+        rg.chain_estimate(np.zeros((1, 10)))
