@@ -2,7 +2,8 @@
 
 Exact finite-torus results (Kaufman 1949), Onsager's infinite-lattice results, the 1D
 chain and its exact decimation, and JAX samplers (checkerboard Metropolis, Wolff,
-Swendsen–Wang) with error bars. The RBM-as-RG part of issue 5 builds on these.
+Swendsen–Wang) with error bars, and ±1 restricted Boltzmann machines with the
+variational-RG quantities of Mehta & Schwab (arXiv:1410.3831).
 """
 
 from ._exact import (
@@ -33,9 +34,29 @@ from ._ising import (
     swendsen_wang_update as swendsen_wang_update,
     wolff_update as wolff_update,
 )
+from ._rbm import (
+    RBM as RBM,
+    all_spin_states as all_spin_states,
+    cd_gradient as cd_gradient,
+    exact_kl as exact_kl,
+    exact_nll as exact_nll,
+    free_energy_gap as free_energy_gap,
+    trace_condition as trace_condition,
+    train_rbm as train_rbm,
+    walsh_coefficients as walsh_coefficients,
+)
 
 
 __all__ = [
+    "RBM",
+    "all_spin_states",
+    "cd_gradient",
+    "exact_kl",
+    "exact_nll",
+    "free_energy_gap",
+    "trace_condition",
+    "train_rbm",
+    "walsh_coefficients",
     "K_C",
     "SAMPLERS",
     "T_C",
