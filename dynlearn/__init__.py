@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import echo as echo, rg as rg, stiff as stiff, width as width
+from . import echo as echo, resnet as resnet, rg as rg, stiff as stiff, width as width
 from ._analysis import fit_slope as fit_slope
 from ._data import (
     linear_regression as linear_regression,
@@ -81,6 +81,7 @@ __all__ = [
     "two_moons",
     "__version__",
     "echo",
+    "resnet",
     "rg",
     "stiff",
     "width",

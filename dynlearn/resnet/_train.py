@@ -1,0 +1,147 @@
+"""Classification data made in code, and full-batch training with optax."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import optax
+from jaxtyping import Array, PRNGKeyArray
+
+from .._data import two_moons
+from ._field import ResidualField
+
+
+@eqx.filter_jit
+def moons(key: PRNGKeyArray, n: int = 400, noise: float = 0.2) -> tuple[Array, Array]:
+    """Two moons (from [`dynlearn.two_moons`][]) with integer labels 0/1."""
+    X, y = two_moons(key, n, noise)
+    return X, (y > 0).astype(jnp.int32)
+
+
+@eqx.filter_jit
+def circles(
+    key: PRNGKeyArray, n: int = 400, noise: float = 0.1, factor: float = 0.5
+) -> tuple[Array, Array]:
+    """Two concentric circles of radii 1 and `factor`, Gaussian noise `noise`;
+    labels 0 (outer) / 1 (inner). Returns `X` `(n, 2)`, `y` `(n,)`."""
+    if not 0 < factor < 1:
+        raise ValueError(f"`factor` must be in (0, 1), got {factor!r}.")
+    kt, kl, kn = jr.split(key, 3)
+    y = (jr.uniform(kl, (n,)) < 0.5).astype(jnp.int32)
+    phi = 2 * jnp.pi * jr.uniform(kt, (n,))
+    r = jnp.where(y == 1, factor, 1.0)
+    X = r[:, None] * jnp.stack([jnp.cos(phi), jnp.sin(phi)], -1)
+    return X + noise * jr.normal(kn, (n, 2)), y
+
+
+@eqx.filter_jit
+def spirals(
+    key: PRNGKeyArray, n: int = 400, noise: float = 0.2, turns: float = 1.5
+) -> tuple[Array, Array]:
+    """Two interleaved Archimedean spirals $r = φ/(2π\\,\\text{turns})$, the second
+    rotated by π, with Gaussian noise `noise`/3 (radius ≤ 1); labels 0/1."""
+    kt, kl, kn = jr.split(key, 3)
+    y = (jr.uniform(kl, (n,)) < 0.5).astype(jnp.int32)
+    s = jnp.sqrt(jr.uniform(kt, (n,)))  # uniform density along the arm
+    phi = 2 * jnp.pi * turns * s + jnp.pi * y
+    X = s[:, None] * jnp.stack([jnp.cos(phi), jnp.sin(phi)], -1)
+    return X + (noise / 3) * jr.normal(kn, (n, 2)), y
+
+
+def digits() -> tuple[Array, Array]:
+    """The 8×8 digits set shipped with scikit-learn (1797 × 64, 10 classes), scaled to
+    [0, 1]. Optional: needs scikit-learn installed (it is read from the installed
+    package, never downloaded)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ImportError(
+            "dynlearn.resnet.digits() needs scikit-learn, which is not installed "
+            "(`pip install scikit-learn`); or use moons/circles/spirals."
+        ) from None
+    d = load_digits()
+    return jnp.asarray(d.data / 16.0), jnp.asarray(d.target, jnp.int32)
+
+
+def split(
+    key: PRNGKeyArray, X: Array, y: Array, test_fraction: float = 0.3
+) -> tuple[Array, Array, Array, Array]:
+    """Random train/test split: `(X_train, y_train, X_test, y_test)`."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}.")
+    perm = jr.permutation(key, X.shape[0])
+    m = int(round(X.shape[0] * (1 - test_fraction)))
+    tr, te = perm[:m], perm[m:]
+    return X[tr], y[tr], X[te], y[te]
+
+
+def accuracy(model, X: Array, y: Array) -> Array:
+    """Fraction of inputs whose largest logit is the label."""
+    logits = jax.vmap(model)(X)
+    return jnp.mean((jnp.argmax(logits, -1) == y).astype(logits.dtype))
+
+
+def smoothness(model) -> Array:
+    """Sum of [`dynlearn.resnet.ResidualField.smoothness_penalty`][] over every
+    residual field inside `model`."""
+    fields = [
+        leaf
+        for leaf in jax.tree.leaves(
+            model, is_leaf=lambda v: isinstance(v, ResidualField)
+        )
+        if isinstance(leaf, ResidualField)
+    ]
+    return sum((f.smoothness_penalty() for f in fields), jnp.zeros(()))
+
+
+def train_classifier(
+    model,
+    X: Array,
+    y: Array,
+    *,
+    steps: int,
+    optimizer: optax.GradientTransformation | None = None,
+    smoothness_weight: float = 0.0,
+):
+    r"""Full-batch training of any classifier module on `(X, y)` with optax,
+    minimising mean softmax cross-entropy $+ α\,$`smoothness(model)` (Chang et al.'s
+    weight-smoothness regulariser, $α$ = `smoothness_weight`).
+
+    **Returns** `(model, history)` with `history = {"loss": (steps,),
+    "train_accuracy": (steps,)}` recorded before each update (one `lax.scan`).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
+    if X.ndim != 2 or y.shape != (X.shape[0],):
+        raise ValueError(
+            f"Need X of shape (n, d) and integer labels y of shape (n,); got "
+            f"{X.shape} and {y.shape}."
+        )
+    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
+    params, static = eqx.partition(model, eqx.is_inexact_array)
+
+    def loss_fn(p):
+        m = eqx.combine(p, static)
+        logits = jax.vmap(m)(X)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(logits.dtype))
+        reg = smoothness(m) if smoothness_weight else 0.0
+        return ce + smoothness_weight * reg, acc
+
+    @eqx.filter_jit
+    def run(p):
+        def body(carry, _):
+            p, s = carry
+            (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
+            upd, s = optimizer.update(g, s, p)
+            return (optax.apply_updates(p, upd), s), (loss, acc)
+
+        (p, _), (losses, accs) = jax.lax.scan(
+            body, (p, optimizer.init(p)), None, length=steps
+        )
+        return p, losses, accs
+
+    p, losses, accs = run(params)
+    return eqx.combine(p, static), {"loss": losses, "train_accuracy": accs}

@@ -1,0 +1,105 @@
+"""Models, data and training of residual networks / neural ODEs."""
+
+import importlib.util
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+import pytest
+
+import dynlearn as dl
+from dynlearn import resnet as rn
+
+
+def test_train_resnet_classifier_on_moons():
+    # Two moons (noise 0.1), Euler ResNet of 8 layers: a separable problem that any
+    # small ResNet fits; measured train/test accuracy 1.0/1.0 after 150 Adam steps.
+    X, y = rn.moons(jr.key(0), 300, noise=0.1)
+    Xtr, ytr, Xte, yte = rn.split(jr.key(1), X, y)
+    d, N = 4, 8
+    field = rn.ResidualField.init(
+        lambda k: dl.MLP(d, d, 8, 0, final_activation="tanh", key=k),
+        N,
+        T=2.0,
+        key=jr.key(2),
+    )
+    model = rn.Classifier(
+        2, d, 2, rn.ResNet(field, rn.LMResNet(jnp.zeros(N)), N), key=jr.key(3)
+    )
+    acc0 = float(rn.accuracy(model, Xte, yte))
+    smooth0 = float(rn.smoothness(model))
+    model, hist = rn.train_classifier(
+        model, Xtr, ytr, steps=150, optimizer=optax.adam(3e-2), smoothness_weight=0.1
+    )
+    # The weight-smoothness regulariser is active: Σ‖θ_{j+1}-θ_j‖²/Δ fell
+    # (measured by a factor ~10).
+    assert float(rn.smoothness(model)) < 0.5 * smooth0
+    assert hist["loss"].shape == (150,) and hist["loss"][-1] < 0.2 * hist["loss"][0]
+    assert float(hist["train_accuracy"][-1]) >= 0.97
+    assert float(rn.accuracy(model, Xte, yte)) >= 0.95 > acc0
+    # LM-ResNet's learnable k_n moved and stayed inside the zero-stable range.
+    k = model.body.scheme.k
+    assert float(jnp.max(jnp.abs(k))) > 1e-3 and float(jnp.max(jnp.abs(k))) < 1
+    # Depth refinement keeps θ(t): at 2N the logits move by O(h) only.
+    fine = eqx.tree_at(lambda m: m.body, model, model.body.refine(2))
+    assert fine.body.depth == 2 * N and fine.body.scheme.k.shape == (2 * N,)
+
+
+def test_smoothness_penalty_matches_definition():
+    field = rn.ResidualField.init(
+        lambda k: dl.MLP(3, 3, 4, 0, key=k), 5, T=2.0, key=jr.key(0)
+    )
+    leaves = [np.asarray(a) for a in jax.tree.leaves(field.layers)]
+    manual = sum(np.sum(np.diff(a, axis=0) ** 2) for a in leaves) / (2.0 / 5)
+    np.testing.assert_allclose(float(field.smoothness_penalty()), manual, rtol=1e-13)
+    model = rn.Classifier(2, 3, 2, rn.ResNet(field, "euler", 5), key=jr.key(1))
+    np.testing.assert_allclose(float(rn.smoothness(model)), manual, rtol=1e-13)
+
+
+def test_datasets():
+    X, y = rn.circles(jr.key(0), 400, noise=0.0, factor=0.4)
+    r = jnp.linalg.norm(X, axis=1)
+    np.testing.assert_allclose(r[y == 0], 1.0, atol=1e-12)
+    np.testing.assert_allclose(r[y == 1], 0.4, atol=1e-12)
+    X, y = rn.spirals(jr.key(1), 400, noise=0.0)
+    assert X.shape == (400, 2) and set(np.unique(y)) == {0, 1}
+    assert float(jnp.max(jnp.linalg.norm(X, axis=1))) <= 1.0
+    # The second spiral is the first rotated by π: same radius distribution.
+    assert abs(float(jnp.mean(y)) - 0.5) < 0.1  # 5 binomial std at n = 400
+    Xtr, ytr, Xte, yte = rn.split(jr.key(2), X, y, 0.25)
+    assert Xtr.shape == (300, 2) and Xte.shape == (100, 2)
+    with pytest.raises(ValueError, match="factor"):
+        rn.circles(jr.key(0), 10, factor=1.5)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is not None, reason="sklearn is installed"
+)
+def test_digits_without_sklearn_is_a_clear_error():
+    with pytest.raises(ImportError, match="scikit-learn"):
+        rn.digits()
+
+
+def test_train_bad_input():
+    model = rn.Classifier(
+        2,
+        2,
+        2,
+        rn.ResNet(
+            rn.ResidualField.init(
+                lambda k: dl.MLP(2, 2, 2, 0, key=k), 2, key=jr.key(0)
+            ),
+            "euler",
+            2,
+        ),
+        key=jr.key(1),
+    )
+    with pytest.raises(ValueError, match="steps"):
+        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(4, int), steps=0)
+    with pytest.raises(ValueError, match="labels y of shape"):
+        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(3, int), steps=1)
+    with pytest.raises(ValueError, match="factor"):
+        model.body.refine(0)
