@@ -77,13 +77,13 @@ def run(config: dict, out: Path) -> dict:
         }
     ax_k.set(
         xlabel="RG step n",
-        ylabel="coupling K_n",
+        ylabel="coupling $K_n$",
         title="decimation flow: exact (lines) vs RBM (circles)",
     )
     ax_k.legend(fontsize=8)
     ax_xi.set(
         xlabel="RG step n",
-        ylabel="correlation length ξ_n (lattice units)",
+        ylabel=r"correlation length $\xi_n$ (lattice units)",
         title="ξ halves at every step (dotted: ξ₀/2ⁿ)",
     )
     ax_xi.legend(fontsize=8)
@@ -113,8 +113,8 @@ def run(config: dict, out: Path) -> dict:
     )
     ax_n.set(
         xscale="log",
-        xlabel="kernel strength K_d",
-        ylabel="coupling of H^RG(h)",
+        xlabel="kernel strength $K_d$",
+        ylabel=r"coupling of $H^{\rm RG}(h)$",
         title=f"noisy decimation at K = {K:g}: exact RG, not local",
     )
     ax_n.set_xticks(kd, [f"{x:g}" for x in kd])

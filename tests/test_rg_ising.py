@@ -83,6 +83,11 @@ def test_chain_exact_results():
     states = np.array(list(itertools.product((-1, 1), repeat=10)), float)
     logz = np.log(np.exp(0.7 * (states * np.roll(states, 1, 1)).sum(1)).sum())
     np.testing.assert_allclose(rg.chain_log_partition(0.7, 10), logz, rtol=1e-13)
+    # antiferromagnetic coupling on an odd ring: (2 sinh K)^N < 0 (frustration)
+    for K, n in [(-0.7, 9), (-0.7, 10), (0.0, 7)]:
+        states = np.array(list(itertools.product((-1, 1), repeat=n)), float)
+        logz = np.log(np.exp(K * (states * np.roll(states, 1, 1)).sum(1)).sum())
+        np.testing.assert_allclose(rg.chain_log_partition(K, n), logz, rtol=1e-13)
     Ks = [1.0]
     for _ in range(3):
         Ks.append(float(rg.decimate_chain(Ks[-1])))
@@ -161,6 +166,12 @@ def test_bad_arguments():
         rg.sample_ising(jax.random.key(0), 1, 0.4)
     with pytest.raises(ValueError, match="num_chains"):
         rg.sample_ising(jax.random.key(0), 4, 0.4, num_chains=0)
+    with pytest.raises(ValueError, match="thermalization must be a non-negative"):
+        rg.sample_ising(jax.random.key(0), 4, 0.4, thermalization=-1)
+    with pytest.raises(ValueError, match="must be finite"):
+        rg.sample_ising(jax.random.key(0), 4, float("inf"))
+    with pytest.raises(ValueError, match="n >= 1"):
+        rg.chain_log_partition(0.5, 0)
     with pytest.raises(ValueError, match="too large"):
         rg.enumerate_torus(0.4, 5, 5)
     with pytest.raises(ValueError, match="num_chains >= 2"):

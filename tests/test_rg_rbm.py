@@ -83,7 +83,7 @@ def test_cd_gradient_estimates_the_exact_gradient():
     data = vs[jnp.array([0, 5, 17, 33, 63, 40])]
     log_q = -jax.vmap(r.visible_hamiltonian)(vs) - r.log_partition()
     model = vs[jax.random.categorical(jax.random.key(0), log_q, shape=(200_000,))]
-    est = rg.cd_gradient(r, None, data, model)
+    est = rg.cd_gradient(r, data, model)
     exact = jax.grad(rg.exact_nll)(r, data)
     for a, b in zip(jax.tree.leaves(est), jax.tree.leaves(exact)):
         # Monte Carlo error of the model phase with 2e5 samples: ≲ 3e-3.
@@ -123,6 +123,10 @@ def test_bad_arguments():
     r = rg.RBM.random(jax.random.key(0), 4, 2)
     with pytest.raises(ValueError, match=r"data must have shape \(N, 4\)"):
         rg.train_rbm(r, jnp.ones((5, 3)), jax.random.key(0), steps=100, batch_size=2)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        rg.train_rbm(r, jnp.ones((5, 4)), jax.random.key(0), steps=0, batch_size=2)
+    with pytest.raises(ValueError, match="multiple of monitor_every"):
+        rg.train_rbm(r, jnp.ones((5, 4)), jax.random.key(0), steps=150, batch_size=2)
     with pytest.raises(ValueError, match="method"):
         rg.train_rbm(
             r,

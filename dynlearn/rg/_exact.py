@@ -8,6 +8,7 @@ c = (K²/N) ∂²ln Z/∂K².
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -33,6 +34,7 @@ def _log_abs_2sinh(x):
     return a + jnp.log(-jnp.expm1(-2.0 * a))
 
 
+@functools.partial(jax.jit, static_argnames=("rows", "cols"))
 def torus_log_partition(K, rows: int, cols: int) -> jax.Array:
     """ln Z of the Ising model on a `rows × cols` periodic lattice (Kaufman 1949;
     Ferdinand & Fisher 1969, Phys. Rev. 185, 832, Eqs. 2.1–2.5).
@@ -74,6 +76,7 @@ def torus_log_partition(K, rows: int, cols: int) -> jax.Array:
     return jnp.log(0.5) + 0.5 * m * n * jnp.log(2 * s2) + big + jnp.log(rel)
 
 
+@functools.partial(jax.jit, static_argnames=("rows", "cols"))
 def torus_energy(K, rows: int, cols: int) -> jax.Array:
     """Exact energy per spin u = −(1/N) ∂ln Z/∂K on the finite torus."""
     return -jax.grad(torus_log_partition)(jnp.asarray(K, float), rows, cols) / (
@@ -81,6 +84,7 @@ def torus_energy(K, rows: int, cols: int) -> jax.Array:
     )
 
 
+@functools.partial(jax.jit, static_argnames=("rows", "cols"))
 def torus_specific_heat(K, rows: int, cols: int) -> jax.Array:
     """Exact specific heat per spin c = (K²/N) ∂²ln Z/∂K² on the finite torus."""
     K = jnp.asarray(K, float)
@@ -135,8 +139,14 @@ def enumerate_torus(K, rows: int, cols: int) -> dict[str, float]:
 
 def chain_log_partition(K, n: int) -> jax.Array:
     """ln Z of the periodic 1D chain: $Z_N = (2\\cosh K)^N + (2\\sinh K)^N$."""
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"The chain needs n >= 1 spins, got {n}.")
     K = jnp.asarray(K, float)
-    return jnp.logaddexp(n * jnp.log(2 * jnp.cosh(K)), n * jnp.log(2 * jnp.sinh(K)))
+    # (2 sinh K)^N is negative for K < 0 and odd N: add it with its sign,
+    # ln Z = N ln 2cosh K + ln(1 ± tanh^N |K|), which is finite for every K.
+    sign = jnp.where((K < 0) & (n % 2 == 1), -1.0, 1.0)
+    return n * _log_2cosh(K) + jnp.log1p(sign * jnp.abs(jnp.tanh(K)) ** n)
 
 
 def chain_correlation(K, n: int, r) -> jax.Array:

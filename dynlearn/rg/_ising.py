@@ -173,6 +173,12 @@ def sample_ising(
             raise ValueError(f"{name} must be a positive integer, got {v!r}.")
     if L < 2:
         raise ValueError(f"L must be >= 2, got {L}.")
+    if not isinstance(thermalization, int | np.integer) or thermalization < 0:
+        raise ValueError(
+            f"thermalization must be a non-negative integer, got {thermalization!r}."
+        )
+    if not isinstance(K, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(K))):
+        raise ValueError(f"The coupling K = J/(k_B T) must be finite, got {K!r}.")
     if start not in ("hot", "cold"):
         raise ValueError(f"start must be 'hot' or 'cold', got {start!r}.")
     return _sample(

@@ -146,12 +146,11 @@ def exact_kl(rbm: RBM, log_p) -> jax.Array:
     return jnp.sum(p * (log_p - log_q))
 
 
-def cd_gradient(rbm: RBM, key, batch, negatives) -> RBM:
+def cd_gradient(rbm: RBM, batch, negatives) -> RBM:
     """Contrastive-divergence estimate of ∇_λ NLL (a pytree like `rbm`):
     ⟨∂E/∂λ⟩_data − ⟨∂E/∂λ⟩_model, with the data phase using E[h|v] exactly and the
     model phase estimated from `negatives` (visible samples from Gibbs chains; CD-k
     starts them at the batch, persistent CD keeps them between steps)."""
-    del key
 
     def stats(v, h):
         return RBM(jnp.outer(v, h), v, h)
@@ -195,8 +194,13 @@ def train_rbm(
         raise ValueError(
             f"data must have shape (N, {rbm.n_visible}), got {data.shape}."
         )
-    if steps % monitor_every:
-        raise ValueError("steps must be a multiple of monitor_every.")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    if monitor_every < 1 or steps % monitor_every:
+        raise ValueError(
+            f"steps ({steps}) must be a multiple of monitor_every ({monitor_every} "
+            ">= 1); round steps to a multiple or change monitor_every."
+        )
     optimizer = optax.sgd(0.05) if optimizer is None else optimizer
     n_chains = batch_size if num_chains is None else num_chains
     key, kc = jr.split(key)
@@ -216,7 +220,7 @@ def train_rbm(
             start = batch if method == "cd" else chains
             keys = jr.split(kg, start.shape[0])
             chains = jax.vmap(lambda kk, v: r.gibbs(kk, v, k))(keys, start)
-            g = cd_gradient(r, kg, batch, chains)
+            g = cd_gradient(r, batch, chains)
         g = jax.tree.map(jnp.add, g, penalty_grad(r))
         updates, opt_state = optimizer.update(g, opt_state, r)
         return (optax.apply_updates(r, updates), opt_state, chains), None
