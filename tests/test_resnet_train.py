@@ -75,6 +75,14 @@ def test_datasets():
         rn.circles(jr.key(0), 10, factor=1.5)
 
 
+def test_digits_from_the_installed_package():
+    pytest.importorskip("sklearn")
+    X, y = rn.digits()
+    assert X.shape == (1797, 64) and y.shape == (1797,)
+    assert float(X.min()) == 0.0 and float(X.max()) == 1.0
+    assert sorted(np.unique(np.asarray(y)).tolist()) == list(range(10))
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("sklearn") is not None, reason="sklearn is installed"
 )

@@ -59,7 +59,8 @@ def digits() -> tuple[Array, Array]:
     except ImportError:
         raise ImportError(
             "dynlearn.resnet.digits() needs scikit-learn, which is not installed "
-            "(`pip install scikit-learn`); or use moons/circles/spirals."
+            "(`pip install 'dynlearn[digits]'` or `pip install scikit-learn`); or use "
+            "moons/circles/spirals."
         ) from None
     d = load_digits()
     return jnp.asarray(d.data / 16.0), jnp.asarray(d.target, jnp.int32)
