@@ -216,16 +216,29 @@ def gradient_flow(
     )
     y0 = flow.init(dynamic)
     f = lambda *a: float(a[0]) if a[0] is not None else None
-    out, compile_time, run_time = timed(
-        _solve,
-        problem,
-        y0,
-        jnp.asarray(f(t0)),
-        jnp.asarray(f(t1)),
-        None if dt0 is None else jnp.asarray(f(dt0)),
-        jnp.asarray(ts_np),
-        jnp.asarray(float(divergence_threshold)),
-    )
+    try:
+        out, compile_time, run_time = timed(
+            _solve,
+            problem,
+            y0,
+            jnp.asarray(f(t0)),
+            jnp.asarray(f(t1)),
+            None if dt0 is None else jnp.asarray(f(dt0)),
+            jnp.asarray(ts_np),
+            jnp.asarray(float(divergence_threshold)),
+        )
+    except TypeError as e:
+        # Raised while tracing/compiling, before any step is taken.
+        if "forward-mode" in str(e) and getattr(solver, "uses_hvp", False):
+            raise ValueError(
+                f"{solver_name(solver)} needs Hessian-vector products of the loss "
+                "(forward-mode derivatives of its gradient), and JAX cannot form them: "
+                f"{e} This happens when the loss uses jax.custom_vjp, "
+                "jax.pure_callback or other operations without a forward-mode rule. "
+                "Give them a JVP rule (jax.custom_jvp), or use an explicit solver such "
+                "as diffrax.Tsit5()."
+            ) from e
+        raise
     if counter is not None:
         jax.effects_barrier()
     sol_ts, sol_ys, sol_stats, result, cstate, sstate = out

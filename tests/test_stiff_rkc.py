@@ -148,6 +148,24 @@ def test_bad_input():
         RKC2(safety=0.5)
 
 
+def test_loss_without_hvp_is_a_clear_error():
+    """A loss with a custom VJP has a gradient but no forward-mode derivative, so no
+    HVP: RKC2 must say so at trace time, before any integration."""
+
+    @jax.custom_vjp
+    def quartic(w):
+        return jnp.sum(w**4)
+
+    quartic.defvjp(lambda w: (quartic(w), w), lambda w, g: (4 * g * w**3,))
+    loss = lambda p: quartic(p["w"])
+    params = {"w": jnp.ones(3)}
+    with pytest.raises(
+        ValueError, match=r"RKC2 needs Hessian-vector products.*custom_vjp"
+    ):
+        dl.gradient_flow(loss, params, 1.0, solver=RKC2())
+    dl.gradient_flow(loss, params, 1.0, solver=dfx.Tsit5())  # explicit solvers work
+
+
 def test_auto_and_gradient_flow_counts():
     loss = lambda p: 0.5 * jnp.sum(jnp.array([1.0, 100.0]) * p**2)
     w0 = jnp.ones(2)

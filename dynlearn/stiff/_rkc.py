@@ -99,6 +99,7 @@ class RKC2(dfx.AbstractAdaptiveSolver):
         dfx.ThirdOrderHermitePolynomialInterpolation.from_k
     )
     counts_own_evaluations: ClassVar[bool] = True
+    uses_hvp: ClassVar[bool] = True  # JVPs of the vector field: HVPs of the loss
 
     def __check_init__(self):
         if not (isinstance(self.max_stages, int) and self.max_stages >= 2):
