@@ -32,6 +32,7 @@ from ._observables import (
 )
 from ._solvers import (
     CountingController,
+    LimitCountingController,
     evals_per_attempt,
     resolve_solver,
     solver_name,
@@ -187,7 +188,8 @@ def gradient_flow(
     # their state (e.g. dynlearn.stiff.RKC2: stages and Jacobian-vector products).
     own_count = bool(getattr(solver, "counts_own_evaluations", False))
     if own_count:
-        controller = stepsize_controller
+        # The solver counts its work; the controller counts budget-limited rejections.
+        controller = LimitCountingController(stepsize_controller)
         counter = None
     elif static_count is not None:
         controller = CountingController(stepsize_controller, *static_count)
@@ -206,7 +208,7 @@ def gradient_flow(
         observables=obs,
         save_params=save_params,
         want_steps=want_steps,
-        count_in_controller=static_count is not None and not own_count,
+        count_in_controller=static_count is not None or own_count,
         count_in_solver=own_count,
         counter=counter,
         max_steps=max_steps,
@@ -227,13 +229,14 @@ def gradient_flow(
             jnp.asarray(ts_np),
             jnp.asarray(float(divergence_threshold)),
         )
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         # Raised while tracing/compiling, before any step is taken.
-        if "forward-mode" in str(e) and getattr(solver, "uses_hvp", False):
+        if _no_forward_mode(e) and getattr(solver, "uses_hvp", False):
             raise ValueError(
                 f"{solver_name(solver)} needs Hessian-vector products of the loss "
                 "(forward-mode derivatives of its gradient), and JAX cannot form them: "
-                f"{e} This happens when the loss uses jax.custom_vjp, "
+                f"{str(e).splitlines()[0]} This happens when the loss uses "
+                "jax.custom_vjp with a backward pass JAX cannot differentiate, "
                 "jax.pure_callback or other operations without a forward-mode rule. "
                 "Give them a JVP rule (jax.custom_jvp), or use an explicit solver such "
                 "as diffrax.Tsit5()."
@@ -253,6 +256,7 @@ def gradient_flow(
     own = solver.evaluation_counts(sstate) if own_count else {}
     if own_count:
         n_vf = own.pop("num_vf_evals")
+        own["num_budget_rejections"] = int(cstate[1])
     else:
         n_vf = int(cstate[1]) if counter is None else counter.count
     grads_per, hvps_per = flow.cost()
@@ -337,13 +341,24 @@ AUTO_STIFFNESS_THRESHOLD = 200.0
 """`solver="auto"` uses a stiff solver when sharpness × horizon exceeds this."""
 
 
+def _no_forward_mode(e: Exception) -> bool:
+    """Whether JAX failed because some operation has no forward-mode (JVP) rule, the
+    error a Hessian-vector product of a custom_vjp/pure_callback loss raises."""
+    return "forward-mode" in str(e) or "support JVP" in str(e)
+
+
 def _auto_solver(phi, dynamic, horizon, flow) -> dfx.AbstractSolver:
     """Tsit5, or `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) is large: Tsit5 then
     needs ≳ λ_max T/3.5 steps (6 gradients each) while RKC2 needs ~√(λ_max h) stages
     per step of size h set by accuracy alone."""
     if not isinstance(flow, GradientFlow):
         return dfx.Tsit5()
-    lam = float(top_hessian_eigenvalue(phi, dynamic, num_iters=10))
+    try:
+        lam = float(top_hessian_eigenvalue(phi, dynamic, num_iters=10))
+    except (TypeError, ValueError) as e:
+        if not _no_forward_mode(e):
+            raise
+        return dfx.Tsit5()  # no HVPs, so no stiff solver
     if abs(lam) * horizon > AUTO_STIFFNESS_THRESHOLD:
         from .stiff import RKC2
 
@@ -454,9 +469,17 @@ def _stiffness_check(phi, final_dyn, steps, t0, rtol, solver, stats) -> None:
         return
     c = stats["stability_limit"]
     dts = np.diff(np.concatenate([[t0], step_ts]))
-    lam = float(top_hessian_eigenvalue(phi, final_dyn, num_iters=20))
+    try:
+        lam = float(top_hessian_eigenvalue(phi, final_dyn, num_iters=20))
+    except (TypeError, ValueError) as e:
+        if not _no_forward_mode(e):
+            raise
+        # No Hessian-vector products (e.g. a gradient from a host callback): keep
+        # the loss-increase check, skip the sharpness.
+        lam = float("nan")
     tail = dts[-max(4, dts.size // 4) :][:-1]  # the last step is clipped to t1
     ratio = float(np.median(tail) * lam / c) if (lam > 0 and tail.size) else 0.0
+    ratio = float("nan") if np.isnan(lam) else ratio
     rise = np.diff(step_loss)
     floor = 1e3 * np.finfo(step_loss.dtype).eps * abs(float(step_loss[0]))
     bad = rise > 10 * rtol * np.abs(step_loss[:-1]) + floor

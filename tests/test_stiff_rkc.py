@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import dynlearn as dl
-from dynlearn.stiff import RKC2, stability_boundary
+from dynlearn.stiff import RKC2, ROS2K, stability_boundary
 
 
 def _quadratic(kappa, n=12):
@@ -52,7 +52,7 @@ def test_quadratic_matches_closed_form(kappa):
         # accumulates over the steps. Measured max over saves (‖θ0−θ*‖∞ = 1):
         # 5.9e-6, 1.6e-5, 4.5e-6 for κ = 1e2, 1e4, 1e6; bound 30·rtol (2× margin).
         assert err < 30 * rtol, (t, err)
-    assert tr.stats["num_stage_limited"] == 0
+    assert tr.stats["num_budget_rejections"] == 0
 
 
 def test_order_two():
@@ -137,6 +137,19 @@ def test_stage_limit_is_reported_not_accepted():
     )
     assert float(jnp.abs(sol.ys[-1, 0])) < 1e-6  # stable: steps shrank to fit s ≤ 3
     assert int(sol.solver_state.max_stages_used) <= 3
+    # Through gradient_flow the rejections are counted (dt0 = 0.5 needs s ≈ 29).
+    tr = dl.gradient_flow(
+        lambda w: 500.0 * jnp.sum(w**2),
+        jnp.ones(1),
+        1.0,
+        solver=RKC2(max_stages=3),
+        dt0=0.5,
+        rtol=1e-6,
+        atol=1e-8,
+    )
+    assert tr.stats["num_budget_rejections"] >= 1
+    assert tr.stats["max_stages_used"] <= 3
+    np.testing.assert_allclose(tr.final_params, jnp.exp(-1000.0), atol=1e-6)
 
 
 def test_bad_input():
@@ -148,22 +161,32 @@ def test_bad_input():
         RKC2(safety=0.5)
 
 
-def test_loss_without_hvp_is_a_clear_error():
-    """A loss with a custom VJP has a gradient but no forward-mode derivative, so no
-    HVP: RKC2 must say so at trace time, before any integration."""
+@pytest.mark.parametrize("solver", [RKC2(), ROS2K()], ids=["RKC2", "ROS2K"])
+def test_loss_without_hvp_is_a_clear_error(solver):
+    """A loss whose gradient comes from outside JAX (a custom VJP computed by a host
+    callback, as for an external simulator) has no forward-mode derivative, so no
+    HVP: the stiff solvers must say so at compile time, before any integration."""
+
+    def host_grad(w):
+        return jax.pure_callback(
+            lambda a: 4 * np.asarray(a) ** 3, jax.ShapeDtypeStruct(w.shape, w.dtype), w
+        )
 
     @jax.custom_vjp
     def quartic(w):
         return jnp.sum(w**4)
 
-    quartic.defvjp(lambda w: (quartic(w), w), lambda w, g: (4 * g * w**3,))
+    quartic.defvjp(lambda w: (quartic(w), w), lambda w, g: (g * host_grad(w),))
     loss = lambda p: quartic(p["w"])
     params = {"w": jnp.ones(3)}
-    with pytest.raises(
-        ValueError, match=r"RKC2 needs Hessian-vector products.*custom_vjp"
-    ):
-        dl.gradient_flow(loss, params, 1.0, solver=RKC2())
-    dl.gradient_flow(loss, params, 1.0, solver=dfx.Tsit5())  # explicit solvers work
+    name = type(solver).__name__
+    with pytest.raises(ValueError, match=rf"{name} needs Hessian-vector.*custom_vjp"):
+        dl.gradient_flow(loss, params, 1.0, solver=solver)
+    # Explicit solvers work (the sharpness diagnostic is skipped), and "auto" picks one.
+    tr = dl.gradient_flow(loss, params, 1.0, solver=dfx.Tsit5())
+    np.testing.assert_allclose(tr.final_params["w"], 1 / 3, rtol=1e-5)  # 1/√(1+8t)
+    assert np.isnan(tr.stats["final_sharpness"])
+    assert dl.gradient_flow(loss, params, 1.0, solver="auto").stats["solver"] == "Tsit5"
 
 
 def test_auto_and_gradient_flow_counts():
