@@ -123,6 +123,8 @@ def test_bad_arguments():
     r = rg.RBM.random(jax.random.key(0), 4, 2)
     with pytest.raises(ValueError, match=r"data must have shape \(N, 4\)"):
         rg.train_rbm(r, jnp.ones((5, 3)), jax.random.key(0), steps=100, batch_size=2)
+    with pytest.raises(ValueError, match="must be ±1 spins"):
+        rg.train_rbm(r, jnp.zeros((5, 4)), jax.random.key(0), steps=100, batch_size=2)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
         rg.train_rbm(r, jnp.ones((5, 4)), jax.random.key(0), steps=0, batch_size=2)
     with pytest.raises(ValueError, match="multiple of monitor_every"):

@@ -6,6 +6,27 @@ Swendsen–Wang) with error bars, and ±1 restricted Boltzmann machines with the
 variational-RG quantities of Mehta & Schwab (arXiv:1410.3831).
 """
 
+from ._ais import (
+    AISEstimate as AISEstimate,
+    ais_log_partition as ais_log_partition,
+)
+from ._coarse import (
+    HiddenLayout as HiddenLayout,
+    LatticeObservables as LatticeObservables,
+    coarse_grain as coarse_grain,
+    correlation_length_estimate as correlation_length_estimate,
+    decimate as decimate,
+    fitted_radius as fitted_radius,
+    lattice_observables as lattice_observables,
+    majority_rule as majority_rule,
+    nearest_neighbour_correlation as nearest_neighbour_correlation,
+    receptive_centre as receptive_centre,
+    receptive_fields as receptive_fields,
+    receptive_radius as receptive_radius,
+    second_moment_correlation_length as second_moment_correlation_length,
+    structure_factors as structure_factors,
+    train_dbn as train_dbn,
+)
 from ._exact import (
     K_C as K_C,
     T_C as T_C,
@@ -48,6 +69,23 @@ from ._rbm import (
 
 
 __all__ = [
+    "HiddenLayout",
+    "LatticeObservables",
+    "coarse_grain",
+    "correlation_length_estimate",
+    "decimate",
+    "fitted_radius",
+    "lattice_observables",
+    "majority_rule",
+    "nearest_neighbour_correlation",
+    "receptive_centre",
+    "receptive_fields",
+    "receptive_radius",
+    "second_moment_correlation_length",
+    "structure_factors",
+    "train_dbn",
+    "AISEstimate",
+    "ais_log_partition",
     "RBM",
     "all_spin_states",
     "cd_gradient",

@@ -76,6 +76,48 @@ class RBM(eqx.Module):
             W[j, (j + 1) % m] += K
         return cls(jnp.asarray(W), jnp.zeros(m), jnp.zeros(m))
 
+    @classmethod
+    def ising_bonds(cls, rows: int, cols: int, K: float) -> RBM:
+        """The 2D Ising model on a `rows × cols` torus at coupling K ≥ 0 as an RBM with
+        one hidden unit per nearest-neighbour bond (the notes' §2.1).
+
+        Hidden unit (i, j) couples the bond's two spins with weight
+        w = ½ arccosh(e^{2K}); biases are zero. Since
+        Σ_{h=±1} e^{w h (v_i + v_j)} = 2cosh(w(v_i + v_j)) = 2 e^{K} e^{K v_i v_j}
+        (cosh 2w = e^{2K}), the visible marginal is exactly the Ising Boltzmann
+        distribution: H^RBM(v) = −K Σ_<ij> v_i v_j − N_b (ln 2 + K), and
+        ln Z_RBM = ln Z_Ising(K) + N_b (ln 2 + K) with N_b = 2·rows·cols hidden units.
+
+        Visible unit r·cols + c is site (r, c) (row-major). Hidden unit s couples site
+        s to its upper neighbour (periodic), hidden unit N + s to its left neighbour, as
+        `np.roll` does in [`dynlearn.rg.enumerate_torus`][]: for rows = 2 (cols = 2)
+        the two vertical (horizontal) bonds of a pair of sites are both kept, so those
+        pairs couple with 2K, consistently with `enumerate_torus` and
+        [`dynlearn.rg.torus_log_partition`][]. A ferromagnet only: the construction
+        needs K ≥ 0.
+        """
+        for name, n in (("rows", rows), ("cols", cols)):
+            if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {n!r}.")
+        K = float(K)
+        if not np.isfinite(K) or K < 0:
+            raise ValueError(
+                f"ising_bonds needs a finite ferromagnetic coupling K >= 0, got {K} "
+                "(a bond hidden unit can only produce e^{K v_i v_j} with K >= 0)."
+            )
+        n = rows * cols
+        site = np.arange(n).reshape(rows, cols)
+        first = np.concatenate([site.ravel(), site.ravel()])
+        second = np.concatenate(
+            [np.roll(site, 1, 0).ravel(), np.roll(site, 1, 1).ravel()]
+        )
+        # w = ½ arccosh(e^{2K}) = K + ½ ln(1 + √(1 − e^{−4K})), stable for all K ≥ 0
+        w = K + 0.5 * np.log1p(np.sqrt(-np.expm1(-4.0 * K)))
+        W = np.zeros((n, 2 * n))
+        W[first, np.arange(2 * n)] += w
+        W[second, np.arange(2 * n)] += w
+        return cls(jnp.asarray(W), jnp.zeros(n), jnp.zeros(2 * n))
+
     @property
     def n_visible(self) -> int:
         return self.weight.shape[0]
@@ -152,13 +194,13 @@ def cd_gradient(rbm: RBM, batch, negatives) -> RBM:
     model phase estimated from `negatives` (visible samples from Gibbs chains; CD-k
     starts them at the batch, persistent CD keeps them between steps)."""
 
-    def stats(v, h):
-        return RBM(jnp.outer(v, h), v, h)
+    def stats(v):
+        # ⟨v hᵀ⟩, ⟨v⟩, ⟨h⟩ over the batch as one matrix product (no per-sample
+        # outer products: O(n_v n_h) memory, not O(B n_v n_h)).
+        h = jax.vmap(rbm.hidden_mean)(v)
+        return RBM(v.T @ h / v.shape[0], jnp.mean(v, 0), jnp.mean(h, 0))
 
-    pos = jax.vmap(lambda v: stats(v, rbm.hidden_mean(v)))(batch)
-    neg = jax.vmap(lambda v: stats(v, rbm.hidden_mean(v)))(negatives)
-    mean = lambda t: jax.tree.map(lambda x: jnp.mean(x, 0), t)
-    return jax.tree.map(lambda p, n: -(p - n), mean(pos), mean(neg))
+    return jax.tree.map(lambda p, n: -(p - n), stats(batch), stats(negatives))
 
 
 def train_rbm(
@@ -189,10 +231,15 @@ def train_rbm(
     """
     if method not in ("cd", "pcd", "exact"):
         raise ValueError(f"method must be 'cd', 'pcd' or 'exact', got {method!r}.")
-    data = jnp.asarray(data)
+    data = jnp.asarray(data, rbm.weight.dtype)  # chains carry the RBM dtype
     if data.ndim != 2 or data.shape[1] != rbm.n_visible:
         raise ValueError(
             f"data must have shape (N, {rbm.n_visible}), got {data.shape}."
+        )
+    if not isinstance(data, jax.core.Tracer) and not bool(jnp.all(jnp.abs(data) == 1)):
+        raise ValueError(
+            "data must be ±1 spins (this RBM's unit convention); 0/1 data convert "
+            "with 2 * x - 1."
         )
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}.")

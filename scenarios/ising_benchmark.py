@@ -1,0 +1,351 @@
+"""Ising sampler throughput on this machine: JAX vs NumPy Metropolis, Wolff, Swendsen–Wang, CD-1.
+
+A benchmark, not a test (nothing is asserted). At the critical coupling K_c of the 2D
+Ising model, on L×L tori with `num_chains` independent chains, all in one process:
+
+- checkerboard Metropolis in JAX (`dynlearn.rg.metropolis_sweep`, vmapped over
+  chains, `lax.scan` over sweeps, jit-compiled) against the same algorithm written
+  in plain vectorised NumPy below (every chain at once; the same arithmetic: a
+  uniform number and an exponential per site per half-sweep; NumPy's PCG64 instead
+  of JAX's threefry), both doing `sweeps` sweeps, in spin updates (site visits) per
+  second;
+- Wolff single-cluster updates (`dynlearn.rg.wolff_update`) per second, and the
+  spins they flip per second (the mean cluster size is recorded);
+- Swendsen–Wang sweeps (`dynlearn.rg.swendsen_wang_update`) per second;
+- the cost of one uniform random number alone, JAX (threefry) vs NumPy (PCG64);
+- CD-1 training throughput of a 1600 → 400 RBM (`dynlearn.rg.train_rbm`, batch
+  100; 400 → 100 in quick mode) in training samples per second.
+
+Cluster updates (at `cluster_sizes`) are timed from equilibrated states (Swendsen–Wang
+thermalisation first), since their cost depends on the cluster sizes; vmapped over
+chains, every cluster update waits for the slowest chain's cluster. Every JAX timing
+excludes compilation (reported separately) and is the best of `repeats` runs; the
+Ising arrays are `dtype` (float32 by default, also for NumPy). The issue's target:
+JAX ≥ 5× NumPy for Metropolis at L = 64 with 64 chains (full mode); the ratio is
+reported as measured, whatever it is.
+
+Plot: throughput vs L (log–log) and the JAX/NumPy ratio vs L. Metrics: every
+timing, the ratio at L = 64, the CD-1 rate, the CPU count and the JAX backend.
+"""
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dynlearn import plotting, rg
+
+
+CONFIG = {
+    "seed": 0,
+    "sizes": [16, 32, 64],
+    "cluster_sizes": [16, 32, 64],
+    "num_chains": 64,
+    "sweeps": 100,
+    "wolff_updates": 4,
+    "sw_sweeps": 5,
+    "thermalization": 10,
+    "repeats": 3,
+    "dtype": "float32",
+    "cd_steps": 3,
+    "cd_repeats": 2,
+    "cd_batch_size": 100,
+    "cd_side": 40,
+    "cd_hidden": 400,
+}
+QUICK = {
+    "sizes": [8, 16],
+    "cluster_sizes": [16],
+    "num_chains": 16,
+    "sweeps": 50,
+    "wolff_updates": 10,
+    "sw_sweeps": 5,
+    "thermalization": 5,
+    "repeats": 2,
+    "cd_steps": 3,
+    "cd_repeats": 1,
+    "cd_side": 20,
+    "cd_hidden": 100,
+}
+
+
+def numpy_metropolis(rng: np.random.Generator, s: np.ndarray, K: float, sweeps: int):
+    """Plain-NumPy checkerboard Metropolis on a batch of lattices s (chains, L, L):
+    each half-sweep flips every site of one colour with probability
+    min(1, e^{−2K s_i h_i}), h_i the sum of the four neighbours (periodic)."""
+    L = s.shape[1]
+    parity = (np.arange(L)[:, None] + np.arange(L)[None, :]) % 2
+    masks = [parity == c for c in (0, 1)]
+    minus_2k = s.dtype.type(-2.0 * K)
+    for _ in range(sweeps):
+        for mask in masks:
+            h = np.roll(s, 1, 1) + np.roll(s, -1, 1) + np.roll(s, 1, 2)
+            h += np.roll(s, -1, 2)
+            u = rng.random(s.shape, dtype=s.dtype)
+            flip = (u < np.exp(minus_2k * s * h)) & mask
+            s = np.where(flip, -s, s)
+    return s
+
+
+def _compile(update, n_steps: int, key, s, K):
+    """Compile `n_steps` updates of every chain (vmapped over the leading axis of s),
+    returning (final states, number of flipped spins); and the compile time."""
+
+    def run(key, s, K):
+        def step(s, k):
+            new = jax.vmap(update, (0, 0, None))(jax.random.split(k, s.shape[0]), s, K)
+            return new, jnp.sum(new != s)
+
+        s, flips = jax.lax.scan(step, s, jax.random.split(key, n_steps))
+        return s, jnp.sum(flips)
+
+    tic = time.perf_counter()
+    compiled = jax.jit(run).lower(key, s, K).compile()
+    return compiled, time.perf_counter() - tic
+
+
+def _best(fn, repeats: int):
+    """(best wall time of `repeats` calls of fn, fn's last result)."""
+    best, out = np.inf, None
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        out = jax.block_until_ready(fn())
+        best = min(best, time.perf_counter() - tic)
+    return best, out
+
+
+def _benchmark_size(config, L, key, rng):
+    C, reps = config["num_chains"], config["repeats"]
+    dtype = np.dtype(config["dtype"])
+    K = jnp.asarray(rg.K_C, dtype)
+    k_init, k_therm, k_met, k_w, k_sw = jax.random.split(key, 5)
+    s = jnp.where(jax.random.bernoulli(k_init, 0.5, (C, L, L)), 1.0, -1.0)
+    s = s.astype(dtype)
+    sites = C * L * L
+    out = {"L": L}
+
+    clusters = L in config["cluster_sizes"]
+    if clusters:
+        # Swendsen–Wang first: its runner also equilibrates the states that every
+        # sampler then starts from (Metropolis costs the same in any state)
+        n_sw = config["sw_sweeps"]
+        sw, out["swendsen_wang_compile_s"] = _compile(
+            rg.swendsen_wang_update, n_sw, k_sw, s, K
+        )
+        for k in jax.random.split(k_therm, -(-config["thermalization"] // n_sw)):
+            s = sw(k, s, K)[0]
+        t, _ = _best(lambda: sw(k_sw, s, K), reps)
+        out["swendsen_wang_sweeps_per_s"] = C * n_sw / t
+        out["swendsen_wang_spin_updates_per_s"] = sites * n_sw / t
+
+    n = config["sweeps"]
+    met, out["jax_metropolis_compile_s"] = _compile(rg.metropolis_sweep, n, k_met, s, K)
+    t, (_, flips) = _best(lambda: met(k_met, s, K), reps)
+    out["jax_metropolis_run_s"] = t
+    out["jax_metropolis_spin_updates_per_s"] = sites * n / t
+    out["metropolis_acceptance"] = int(flips) / (sites * n)
+
+    s_np = np.asarray(s)
+    t, _ = _best(lambda: numpy_metropolis(rng, s_np, rg.K_C, n), reps)
+    out["numpy_metropolis_run_s"] = t
+    out["numpy_metropolis_spin_updates_per_s"] = sites * n / t
+    out["jax_over_numpy"] = (
+        out["jax_metropolis_spin_updates_per_s"]
+        / out["numpy_metropolis_spin_updates_per_s"]
+    )
+
+    if clusters:
+        n_w = config["wolff_updates"]
+        wolff, out["wolff_compile_s"] = _compile(rg.wolff_update, n_w, k_w, s, K)
+        t, (_, flips) = _best(lambda: wolff(k_w, s, K), reps)
+        out["wolff_cluster_updates_per_s"] = C * n_w / t
+        out["wolff_spin_flips_per_s"] = int(flips) / t
+        out["wolff_mean_cluster_size"] = int(flips) / (C * n_w)
+    return out
+
+
+@contextlib.contextmanager
+def _compile_timer():
+    """Sum of JAX's tracing, lowering and XLA compile durations inside the block."""
+    total = [0.0]
+    names = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def listen(name, seconds, **kwargs):
+        if name in names:
+            total[0] += seconds
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield total
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+
+
+def _benchmark_cd(config, key):
+    """CD-1 (`train_rbm`, plain SGD) on random ±1 data (the cost does not depend on the
+    data), in JAX's default float dtype (float64 under the CLI's default x64).
+    `train_rbm` compiles on every call; JAX's own compile-duration events are
+    subtracted from each call's wall time, and the best of `cd_repeats` is kept."""
+    side, nh, batch = config["cd_side"], config["cd_hidden"], config["cd_batch_size"]
+    kd, kr, kt = jax.random.split(key, 3)
+    data = jnp.where(jax.random.bernoulli(kd, 0.5, (2000, side * side)), 1.0, -1.0)
+    rbm = rg.RBM.random(kr, side * side, nh, 0.01)
+    n = config["cd_steps"]
+    best, compile_s = np.inf, np.inf
+    for _ in range(config["cd_repeats"]):
+        with _compile_timer() as compiling:
+            tic = time.perf_counter()
+            r, _ = rg.train_rbm(
+                rbm, data, kt, steps=n, batch_size=batch, monitor_every=n
+            )
+            jax.block_until_ready(r)
+            wall = time.perf_counter() - tic
+        best = min(best, wall - compiling[0])
+        compile_s = min(compile_s, compiling[0])
+    return {
+        "layer": f"{side * side}->{nh}",
+        "batch_size": batch,
+        "steps": n,
+        "samples_per_s": batch * n / best,
+        "seconds_per_step": best / n,
+        "compile_s": compile_s,
+        "dtype": str(rbm.weight.dtype),
+    }
+
+
+def _benchmark_uniforms(config, key, rng):
+    """Cost of the random numbers alone: the 2·L² uniforms per chain and sweep that
+    the checkerboard sweep draws (one per site and colour), at the largest L."""
+    L, C, n = max(config["sizes"]), config["num_chains"], config["sweeps"]
+    dtype = np.dtype(config["dtype"])
+
+    def draw(key):
+        def step(acc, k):
+            return acc + jnp.sum(jax.random.uniform(k, (2, C, L, L), dtype)), None
+
+        return jax.lax.scan(step, jnp.zeros((), dtype), jax.random.split(key, n))[0]
+
+    compiled = jax.jit(draw).lower(key).compile()
+    t_jax, _ = _best(lambda: compiled(key), config["repeats"])
+
+    def draw_np():
+        for _ in range(n):
+            rng.random((2, C, L, L), dtype=dtype).sum()
+
+    t_np, _ = _best(draw_np, config["repeats"])
+    count = n * 2 * C * L * L
+    return {
+        "L": L,
+        "jax_ns_per_uniform": 1e9 * t_jax / count,
+        "numpy_ns_per_uniform": 1e9 * t_np / count,
+    }
+
+
+def run(config: dict, out: Path) -> dict:
+    key = jax.random.key(config["seed"])
+    rng = np.random.default_rng(config["seed"])
+    rows = []
+    for L in config["sizes"]:
+        key, k = jax.random.split(key)
+        rows.append(_benchmark_size(config, L, k, rng))
+        print(
+            f"  L = {L}: JAX/NumPy Metropolis {rows[-1]['jax_over_numpy']:.2f}x",
+            flush=True,
+        )
+    key, k = jax.random.split(key)
+    uniforms = _benchmark_uniforms(config, k, rng)
+    key, k = jax.random.split(key)
+    cd = _benchmark_cd(config, k)
+
+    Ls = np.array([r["L"] for r in rows])
+    fig, axes = plotting.figure(2, 1, width=5.2, height=4.4)
+    ax, ax_r = axes[0]
+    series = [
+        ("jax_metropolis_spin_updates_per_s", "Metropolis, JAX: site updates", "o-"),
+        (
+            "numpy_metropolis_spin_updates_per_s",
+            "Metropolis, NumPy: site updates",
+            "s--",
+        ),
+        ("swendsen_wang_spin_updates_per_s", "Swendsen–Wang, JAX: site updates", "^-"),
+        ("wolff_spin_flips_per_s", "Wolff, JAX: spins flipped", "v-"),
+    ]
+    for i, (name, label, fmt) in enumerate(series):
+        pts = [(r["L"], r[name]) for r in rows if name in r]
+        ax.plot(*zip(*pts), fmt, color=plotting.PALETTE[i], label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(Ls, [str(v) for v in Ls])
+    ax.minorticks_off()
+    ax.set(
+        xlabel="linear size L",
+        ylabel="spins per second",
+        title=f"2D Ising at K = K_c, {config['num_chains']} chains",
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8)
+
+    ratio = np.array([r["jax_over_numpy"] for r in rows])
+    ax_r.plot(Ls, ratio, "o-", color=plotting.PALETTE[0], label="measured")
+    ax_r.axhline(
+        5.0, color=plotting.PALETTE[1], ls="--", lw=1.2, label="issue target 5×"
+    )
+    ax_r.axhline(1.0, color="0.5", ls=":", lw=1, label="parity")
+    ax_r.set_xscale("log", base=2)
+    ax_r.set_yscale("log")
+    ticks = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100)
+    lo, hi = min(ratio.min(), 1.0) / 1.5, max(ratio.max(), 5.0) * 4  # room for text
+    ax_r.set_ylim(lo, hi)
+    ax_r.set_yticks(
+        [t for t in ticks if lo <= t <= hi],
+        [f"{t:g}×" for t in ticks if lo <= t <= hi],
+    )
+    ax_r.set_xticks(Ls, [str(v) for v in Ls])
+    ax_r.minorticks_off()
+    ax_r.set(
+        xlabel="linear size L",
+        ylabel="JAX / NumPy Metropolis throughput",
+        title="checkerboard Metropolis: JAX speed-up",
+    )
+    ax_r.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, fontsize=8)
+    ax_r.text(
+        0.03,
+        0.97,
+        f"{os.cpu_count()} CPU cores, JAX on {jax.default_backend()}, "
+        f"{config['dtype']}\n"
+        f"uniform number: JAX {uniforms['jax_ns_per_uniform']:.1f} ns, "
+        f"NumPy {uniforms['numpy_ns_per_uniform']:.1f} ns\n"
+        f"CD-1, {cd['layer']} RBM, batch {cd['batch_size']}: "
+        f"{cd['samples_per_s']:.3g} samples/s",
+        transform=ax_r.transAxes,
+        va="top",
+        fontsize=8,
+    )
+    plotting.save(fig, out / "ising_benchmark.png")
+
+    at64 = [r["jax_over_numpy"] for r in rows if r["L"] == 64]
+    return {
+        "cpu_count": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "dtype": config["dtype"],
+        "coupling": rg.K_C,
+        "jax_over_numpy_at_L64": at64[0] if at64 else None,
+        "meets_5x_target_at_L64": bool(at64[0] >= 5) if at64 else None,
+        "sizes": rows,
+        "uniforms": uniforms,
+        "cd1": cd,
+    }
+
+
+if __name__ == "__main__":
+    from dynlearn._cli import run_script
+
+    raise SystemExit(run_script(__file__))
