@@ -32,13 +32,13 @@ from ._observables import (
 )
 from ._solvers import (
     CountingController,
-    LimitCountingController,
     evals_per_attempt,
     resolve_solver,
     solver_name,
     stability_limit,
 )
 from ._trajectory import Trajectory
+from ._work import WorkCountingController, WorkTrackingSolver, work_counts
 
 
 class StiffnessWarning(UserWarning):
@@ -188,8 +188,9 @@ def gradient_flow(
     # their state (e.g. dynlearn.stiff.RKC2: stages and Jacobian-vector products).
     own_count = bool(getattr(solver, "counts_own_evaluations", False))
     if own_count:
-        # The solver counts its work; the controller counts budget-limited rejections.
-        controller = LimitCountingController(stepsize_controller)
+        # The solver counts its work; a controller wrapper adds up every attempt's
+        # (rejected ones included) and the budget-limited rejections (see _work.py).
+        controller = WorkCountingController(stepsize_controller)
         counter = None
     elif static_count is not None:
         controller = CountingController(stepsize_controller, *static_count)
@@ -255,8 +256,8 @@ def gradient_flow(
     final_dyn = jax.tree_util.tree_map(lambda a: a[0], final_dyn)
     own = solver.evaluation_counts(sstate) if own_count else {}
     if own_count:
+        own.update(work_counts(sstate, cstate))
         n_vf = own.pop("num_vf_evals")
-        own["num_budget_rejections"] = int(cstate[1])
     else:
         n_vf = int(cstate[1]) if counter is None else counter.count
     grads_per, hvps_per = flow.cost()
@@ -421,17 +422,29 @@ def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
             tree_max_abs(y) > divergence_threshold
         )
 
+    term, solver = dfx.ODETerm(vector_field), problem.solver
+    if problem.count_in_solver:
+        # Carry w = (evaluations, JVPs) beside the state so that the work of rejected
+        # attempts reaches the controller (see dynlearn/_work.py).
+        solver = WorkTrackingSolver(solver, term)
+        term = dfx.ODETerm(
+            lambda t, yw, args: (vector_field(t, yw[0], args), jnp.zeros_like(yw[1]))
+        )
+        y0 = (y0, jnp.zeros(2, jnp.result_type(*jax.tree_util.tree_leaves(y0))))
+        strip = lambda fn: lambda t, yw, args, **kw: fn(t, yw[0], args, **kw)
+    else:
+        strip = lambda fn: fn
+
     subs = [
-        dfx.SubSaveAt(ts=ts, fn=save_fn),
-        dfx.SubSaveAt(t1=True, fn=lambda t, y, args: y),
+        dfx.SubSaveAt(ts=ts, fn=strip(save_fn)),
+        dfx.SubSaveAt(t1=True, fn=strip(lambda t, y, args: y)),
     ]
     if problem.want_steps:
-        subs.append(
-            dfx.SubSaveAt(steps=True, fn=lambda t, y, args: (t, phi(flow.params(y))))
-        )
+        steps_fn = lambda t, y, args: (t, phi(flow.params(y)))
+        subs.append(dfx.SubSaveAt(steps=True, fn=strip(steps_fn)))
     sol = dfx.diffeqsolve(
-        dfx.ODETerm(vector_field),
-        problem.solver,
+        term,
+        solver,
         t0,
         t1,
         dt0,
@@ -442,7 +455,7 @@ def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
             solver_state=problem.count_in_solver,
         ),
         stepsize_controller=problem.controller,
-        event=dfx.Event(diverged),
+        event=dfx.Event(strip(diverged)),
         max_steps=problem.max_steps,
         throw=False,
         progress_meter=problem.progress_meter,

@@ -8,7 +8,6 @@ from typing import Any
 import diffrax as dfx
 import equinox as eqx
 import jax.numpy as jnp
-import jax.tree_util as jtu
 import numpy as np
 
 
@@ -158,42 +157,6 @@ class CountingController(dfx.AbstractStepSizeController):
             (inner_state, count, first, jump),
             result,
         )
-
-
-class LimitCountingController(dfx.AbstractStepSizeController):
-    """Wraps a step-size controller and counts attempted steps whose error estimate
-    is infinite.
-
-    Budgeted solvers (`dynlearn.stiff.RKC2` past `max_stages`, `dynlearn.stiff.ROS2K`
-    when a Krylov solve does not converge) report an exhausted budget by returning an
-    infinite error, so the controller rejects the step and shrinks it. diffrax then
-    restores the solver state, which would erase any count kept there; the
-    controller's state is never rolled back, so the count lives here.
-    """
-
-    inner: dfx.AbstractStepSizeController
-
-    def wrap(self, direction):
-        return LimitCountingController(self.inner.wrap(direction))
-
-    def init(self, terms, t0, t1, y0, dt0, args, func, error_order):
-        tnext, inner_state = self.inner.init(
-            terms, t0, t1, y0, dt0, args, func, error_order
-        )
-        return tnext, (inner_state, jnp.array(0, jnp.int64 if _x64() else jnp.int32))
-
-    def adapt_step_size(
-        self, t0, t1, y0, y1_candidate, args, y_error, error_order, controller_state
-    ):
-        inner_state, count = controller_state
-        out = self.inner.adapt_step_size(
-            t0, t1, y0, y1_candidate, args, y_error, error_order, inner_state
-        )
-        keep, next_t0, next_t1, made_jump, inner_state, result = out
-        leaves = [jnp.any(jnp.isinf(e)) for e in jtu.tree_leaves(y_error)]
-        hit = jnp.any(jnp.stack(leaves)) if leaves else jnp.array(False)
-        count = count + jnp.where(hit, 1, 0)
-        return keep, next_t0, next_t1, made_jump, (inner_state, count), result
 
 
 def _x64() -> bool:
