@@ -39,3 +39,15 @@ def quadratic(d: int = 20, cond: float = 100.0, scale: float = 2.0, seed: int = 
 
 def tree_flat(tree) -> np.ndarray:
     return np.concatenate([np.ravel(np.asarray(x)) for x in jax.tree.leaves(tree)])
+
+
+def stiff_quadratic(kappa: float, n: int = 12):
+    """Φ(w) = ½(w−w*)ᵀH(w−w*), H = Q diag(λ) Qᵀ with λ ∈ [1/κ, 1]·10 (sharpness 10),
+    on a plain array; returns (loss, exact flow (t, w0) ↦ w(t), w0 = 0)."""
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (n, n)))
+    lam = 10.0 * jnp.logspace(-np.log10(kappa), 0.0, n)
+    h = (q * lam) @ q.T
+    star = jnp.linspace(-1.0, 1.0, n)
+    loss = lambda w: 0.5 * (w - star) @ h @ (w - star)
+    exact = lambda t, w0: star + (q * jnp.exp(-lam * t)) @ q.T @ (w0 - star)
+    return loss, exact, jnp.zeros(n)

@@ -5,21 +5,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import stiff_quadratic
 
 import dynlearn as dl
 from dynlearn.stiff import RKC2, ROS2K, stability_boundary
 
 
 def _quadratic(kappa, n=12):
-    """Φ(θ) = ½(θ−θ*)ᵀH(θ−θ*), H = Q diag(λ) Qᵀ with λ ∈ [1/κ, 1]·10 (sharpness 10)."""
-    key = jax.random.key(0)
-    q, _ = jnp.linalg.qr(jax.random.normal(key, (n, n)))
-    lam = 10.0 * jnp.logspace(-np.log10(kappa), 0.0, n)
-    h = (q * lam) @ q.T
-    star = jnp.linspace(-1.0, 1.0, n)
-    loss = lambda p: 0.5 * (p["w"] - star) @ h @ (p["w"] - star)
-    exact = lambda t, w0: star + (q * jnp.exp(-lam * t)) @ q.T @ (w0 - star)
-    return loss, exact, jnp.zeros(n)
+    """The shared stiff quadratic with a dict pytree of parameters."""
+    loss, exact, w0 = stiff_quadratic(kappa, n)
+    return lambda p: loss(p["w"]), exact, w0
 
 
 def test_stability_boundary_matches_asymptote():

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import stiff_quadratic
 
 import dynlearn as dl
 from dynlearn.stiff import ROS2K
@@ -16,20 +17,9 @@ jax.config.update("jax_enable_x64", True)
 GAMMA = 1.0 + 2.0**-0.5
 
 
-def _quadratic(kappa, n=12):
-    """Φ(θ) = ½(θ−θ*)ᵀH(θ−θ*), H = Q diag(λ) Qᵀ with λ ∈ [1/κ, 1]·10 (sharpness 10)."""
-    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (n, n)))
-    lam = 10.0 * jnp.logspace(-np.log10(kappa), 0.0, n)
-    h = (q * lam) @ q.T
-    star = jnp.linspace(-1.0, 1.0, n)
-    loss = lambda w: 0.5 * (w - star) @ h @ (w - star)
-    exact = lambda t, w0: star + (q * jnp.exp(-lam * t)) @ q.T @ (w0 - star)
-    return loss, exact, jnp.zeros(n)
-
-
 @pytest.mark.parametrize("kappa", [1e2, 1e4, 1e6])
 def test_quadratic_matches_closed_form(kappa):
-    loss, exact, w0 = _quadratic(kappa)
+    loss, exact, w0 = stiff_quadratic(kappa)
     rtol = 1e-4
     tr = dl.gradient_flow(loss, w0, 50.0, solver=ROS2K(), rtol=rtol, atol=1e-6)
     for t, w in zip(tr.ts, tr.params):
