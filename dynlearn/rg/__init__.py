@@ -41,6 +41,10 @@ from ._exact import (
     torus_log_partition as torus_log_partition,
     torus_specific_heat as torus_specific_heat,
 )
+from ._flow import (
+    energy_thermometer as energy_thermometer,
+    rbm_flow as rbm_flow,
+)
 from ._ising import (
     SAMPLERS as SAMPLERS,
     Estimate as Estimate,
@@ -69,6 +73,8 @@ from ._rbm import (
 
 
 __all__ = [
+    "energy_thermometer",
+    "rbm_flow",
     "HiddenLayout",
     "LatticeObservables",
     "coarse_grain",

@@ -1,0 +1,358 @@
+"""The RBM flow of Iso, Shiba & Yokoo (arXiv:1801.07172) read by an exact thermometer,
+and the Veiga–Vicente caveat (arXiv:2006.10176): the flow's end depends on the data.
+
+Protocol (Iso et al.): sample the 2D Ising model on an L×L torus at temperatures
+spanning T_c, train ONE RBM on the mixture of all temperatures, then iterate its
+conditionals v → h → v′ ([`dynlearn.rg.rbm_flow`][]) from configurations at low T,
+near T_c and at high T (and from the all-up and random states, T = 0 and ∞, as Veiga &
+Vicente do). After every step, the temperature of the configurations is read with
+[`dynlearn.rg.energy_thermometer`][]: the T whose exact finite-torus energy u(T)
+(Kaufman) equals the mean energy per spin (the maximum-likelihood temperature under
+the Ising family; Iso et al. used a trained neural-network thermometer instead).
+
+The flow is block Gibbs sampling of the RBM, so wherever it starts it relaxes to the
+RBM's own visible marginal p_λ(v): the "fixed point" is a property of the trained model,
+not of the Ising critical point. Iso et al. saw it near T_c; Veiga & Vicente found that
+it moves with the training set. A second (and third) RBM trained only on temperatures
+above (below) T_c tests this.
+
+Samples: checkerboard Metropolis from a cold start with a random global sign per chain,
+`updates_per_sample` sweeps apart; training: CD-1, SGD with momentum, small L2 penalty,
+n_h = n_v (as Veiga & Vicente). Sampling, training and flows run in float32.
+"""
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+
+from dynlearn import plotting, rg
+
+
+CONFIG = {
+    "seed": 0,
+    "L": 16,
+    "temperatures": [1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0, 3.25, 3.5, 4.0, 5.0, 6.0],
+    "num_chains": 40,
+    "samples_per_chain": 30,
+    "updates_per_sample": 10,
+    "thermalization": 300,
+    "start_fraction": 0.25,  # chains per T kept out of training, used as flow starts
+    "hidden_ratio": 1.0,
+    "steps": 6000,
+    "batch_size": 100,
+    "learning_rate": 0.01,
+    "momentum": 0.9,
+    "l2": 1e-4,
+    # label: [T_lo, T_hi], the temperatures (of the list above) each RBM is trained on
+    "training_sets": {
+        "1.5 ≤ T ≤ 3.5 (Iso et al.)": [1.5, 3.5],
+        "T ≥ 4 only": [4.0, 6.0],
+        "T ≤ 2 only": [1.5, 2.0],
+    },
+    # a fixed point is claimed only if the starts' end temperatures agree to this
+    # fraction of their mean
+    "converged_rel_spread": 0.05,
+    "flow_starts": [1.5, 2.25, 3.5],
+    "flow_steps": 200,
+    "flow_chains": 400,
+    "tail_fraction": 0.5,  # fraction of the last flow steps averaged for the fixed point
+    "example_steps": [0, 1, 2, 5, 10, 25, 50, 100, 200],
+}
+QUICK = {
+    "L": 8,
+    "num_chains": 16,
+    "samples_per_chain": 25,
+    "thermalization": 100,
+    "steps": 800,
+    "flow_steps": 100,
+    "flow_chains": 200,
+    "example_steps": [0, 1, 2, 5, 10, 25, 50, 100],
+}
+
+
+def _sample(key, L, temperatures, num_chains, samples, every, therm):
+    """Configurations (n_T, chains, samples, L, L) as int8, Metropolis, cold start with
+    a random global sign per chain."""
+
+    def chain(key, K):
+        k0, k1, k2 = jr.split(key, 3)
+        sign = jnp.where(jr.bernoulli(k0), 1.0, -1.0).astype(jnp.float32)
+        s = sign * jnp.ones((L, L), jnp.float32)
+
+        def step(s, k):
+            return rg.metropolis_sweep(k, s, K), None
+
+        s, _ = jax.lax.scan(step, s, jr.split(k1, therm))
+
+        def measure(s, k):
+            s, _ = jax.lax.scan(step, s, jr.split(k, every))
+            return s, s.astype(jnp.int8)
+
+        return jax.lax.scan(measure, s, jr.split(k2, samples))[1]
+
+    K = 1.0 / jnp.asarray(temperatures, jnp.float32)
+    keys = jr.split(key, (len(temperatures), num_chains))
+    per_t = jax.vmap(chain, in_axes=(0, None))
+    return jax.jit(jax.vmap(per_t))(keys, K)
+
+
+def _energy(v, L):
+    s = v.reshape(v.shape[:-1] + (L, L))
+    return -jnp.mean(s * (jnp.roll(s, 1, -1) + jnp.roll(s, 1, -2)), axis=(-2, -1))
+
+
+def run(config: dict, out: Path) -> dict:
+    L = config["L"]
+    n_v = L * L
+    temps = np.asarray(config["temperatures"], float)
+    T_c = rg.T_C
+    key = jr.key(config["seed"])
+    k_sample, k_train, k_start, k_flow = jr.split(key, 4)
+    for t0 in config["flow_starts"]:
+        if not np.any(np.isclose(temps, t0)):
+            raise ValueError(f"flow start T = {t0} is not one of the temperatures.")
+
+    with jax.enable_x64(False):
+        t0 = time.perf_counter()
+        configs = _sample(
+            k_sample,
+            L,
+            temps,
+            config["num_chains"],
+            config["samples_per_chain"],
+            config["updates_per_sample"],
+            config["thermalization"],
+        ).block_until_ready()
+        t_sample = time.perf_counter() - t0
+        n_start = max(2, int(round(config["start_fraction"] * config["num_chains"])))
+        train = configs[:, n_start:].reshape(len(temps), -1, n_v).astype(jnp.float32)
+        held = configs[:, :n_start].reshape(len(temps), -1, n_v).astype(jnp.float32)
+
+        subsets = {
+            label: (temps >= lo - 1e-9) & (temps <= hi + 1e-9)
+            for label, (lo, hi) in config["training_sets"].items()
+        }
+        for label, mask in subsets.items():
+            if not mask.any():
+                raise ValueError(f"training set {label!r} holds none of {temps}.")
+        rbms, t_train = {}, {}
+        n_h = int(round(config["hidden_ratio"] * n_v))
+        for i, label in enumerate(config["training_sets"]):
+            data = train[subsets[label]].reshape(-1, n_v)
+            k_init, k_fit = jr.split(jr.fold_in(k_train, i))
+            rbm = rg.RBM.random(k_init, n_v, n_h, 0.01)
+            rbm = jax.tree.map(lambda a: a.astype(jnp.float32), rbm)
+            t0 = time.perf_counter()
+            rbm, _ = rg.train_rbm(
+                rbm,
+                data,
+                k_fit,
+                steps=config["steps"],
+                batch_size=config["batch_size"],
+                optimizer=optax.sgd(
+                    config["learning_rate"], momentum=config["momentum"]
+                ),
+                l2=config["l2"],
+                monitor_every=config["steps"],
+            )
+            jax.block_until_ready(rbm)
+            t_train[label] = time.perf_counter() - t0
+            rbms[label] = rbm
+
+        # flow starts: held-out configurations at the chosen temperatures, plus the
+        # all-up state (T = 0) and random spins (T = ∞)
+        n_fc = config["flow_chains"]
+        starts = {}
+        for j, t in enumerate(config["flow_starts"]):
+            pool = held[int(np.argmin(np.abs(temps - t)))]
+            idx = jr.randint(jr.fold_in(k_start, j), (n_fc,), 0, pool.shape[0])
+            starts[f"T₀ = {t:g}"] = pool[idx]
+        starts["T₀ = 0 (all up)"] = jnp.ones((n_fc, n_v), jnp.float32)
+        starts["T₀ = ∞ (random)"] = jnp.where(
+            jr.bernoulli(jr.fold_in(k_start, 99), 0.5, (n_fc, n_v)), 1.0, -1.0
+        ).astype(jnp.float32)
+
+        t0 = time.perf_counter()
+        flows = {
+            (r, s): np.asarray(
+                rg.rbm_flow(
+                    rbms[r], jr.fold_in(k_flow, 17 * i + j), v, config["flow_steps"]
+                )
+            )
+            for i, r in enumerate(rbms)
+            for j, (s, v) in enumerate(starts.items())
+        }
+        t_flow = time.perf_counter() - t0
+
+    # ---- read-outs ------------------------------------------------------------------
+    thermo = rg.energy_thermometer(L, t_min=0.5, t_max=50.0)
+    e_data = np.asarray(_energy(configs.reshape(len(temps), -1, n_v), L))
+    m_data = np.abs(configs.reshape(len(temps), -1, n_v).astype(float).mean(-1))
+    T_read_data = thermo(e_data.mean(1))
+
+    def readout(vs):
+        e = np.asarray(_energy(vs, L), float)  # (steps + 1, chains)
+        m = np.abs(vs.mean(-1))
+        e_mean, e_err = e.mean(1), e.std(1, ddof=1) / np.sqrt(e.shape[1])
+        T = thermo(e_mean)
+        T_lo, T_hi = thermo(e_mean - e_err), thermo(e_mean + e_err)
+        return {
+            "T": T,
+            "T_err": 0.5 * (T_hi - T_lo),
+            "abs_m": m.mean(1),
+            "abs_m_err": m.std(1, ddof=1) / np.sqrt(m.shape[1]),
+            "e": e_mean,
+        }
+
+    reads = {k: readout(v) for k, v in flows.items()}
+    n_tail = max(1, int(config["tail_fraction"] * config["flow_steps"]))
+    fixed = {}
+    for r in rbms:
+        tails_e = np.concatenate(
+            [np.asarray(_energy(flows[(r, s)][-n_tail:], L)).ravel() for s in starts]
+        )
+        tails_m = np.concatenate(
+            [np.abs(flows[(r, s)][-n_tail:].mean(-1)).ravel() for s in starts]
+        )
+        # fixed point: all starts pooled over the last n_tail steps; spread of the
+        # per-start tail temperatures as an honest error (they are correlated within
+        # a start)
+        per_start = [float(np.nanmean(reads[(r, s)]["T"][-n_tail:])) for s in starts]
+        m_start = [float(np.mean(reads[(r, s)]["abs_m"][-n_tail:])) for s in starts]
+        fixed[r] = {
+            "T": float(thermo(tails_e.mean())),
+            "T_spread_over_starts": [min(per_start), max(per_start)],
+            "converged": bool(
+                max(per_start) - min(per_start)
+                < config["converged_rel_spread"] * np.mean(per_start)
+            ),
+            "T_per_start": dict(zip(starts, per_start)),
+            "abs_m_per_start": dict(zip(starts, m_start)),
+            # equilibrium ⟨|m|⟩ of the Monte Carlo data at the thermometer reading:
+            # equal to the flow's ⟨|m|⟩ if its configurations look like Ising ones
+            "data_abs_m_at_T_per_start": dict(
+                zip(starts, np.interp(per_start, temps, m_data.mean(1)).tolist())
+            ),
+            "abs_m": float(tails_m.mean()),
+            "energy": float(tails_e.mean()),
+        }
+
+    # ---- figure 1: T(step) and |m|(step) for each RBM --------------------------------
+    steps = np.arange(config["flow_steps"] + 1)
+    nr = len(rbms)
+    fig, axes = plotting.figure(nr, 2, width=4.6, height=3.6)
+    colours = dict(zip(starts, plotting.PALETTE))
+    for col, r in enumerate(rbms):
+        ax_t, ax_m = axes[0, col], axes[1, col]
+        which = subsets[r]
+        lo, hi = temps[which].min(), temps[which].max()
+        ax_t.axhspan(lo, hi, color="0.85", alpha=0.6, lw=0, label="training T range")
+        ax_t.axhline(T_c, color="k", ls="--", lw=1.2, label="T_c (L = ∞)")
+        for s in starts:
+            d = reads[(r, s)]
+            ax_t.plot(steps, d["T"], "-", color=colours[s], label=s)
+            ax_t.fill_between(
+                steps,
+                d["T"] - d["T_err"],
+                d["T"] + d["T_err"],
+                color=colours[s],
+                alpha=0.25,
+                lw=0,
+            )
+            ax_m.plot(steps, d["abs_m"], "-", color=colours[s], label=s)
+        ax_t.set(
+            ylim=(0.9, max(temps) + 0.6),
+            xlabel="flow step n",
+            ylabel="thermometer T(⟨e⟩)",
+            title=f"RBM trained on {r}\n"
+            + (
+                f"fixed point T* = {fixed[r]['T']:.2f}"
+                if fixed[r]["converged"]
+                else "no common end: T = {:.2f} … {:.2f} over starts".format(
+                    *fixed[r]["T_spread_over_starts"]
+                )
+            ),
+        )
+        if fixed[r]["converged"]:
+            # equilibrium ⟨|m|⟩ of the data at the fixed-point temperature
+            m_eq = np.interp(fixed[r]["T"], temps, m_data.mean(1))
+            ax_m.axhline(m_eq, color="0.3", ls=":", lw=1.2, label="data ⟨|m|⟩ at T*")
+        ax_m.axhline(
+            np.interp(T_c, temps, m_data.mean(1)),
+            color="k",
+            ls="--",
+            lw=1.0,
+            label="data ⟨|m|⟩ at T_c",
+        )
+        ax_m.set(xlabel="flow step n", ylabel="⟨|m|⟩", ylim=(0, 1.02))
+        if col == 0:
+            ax_t.legend(fontsize=7, loc="upper right", ncol=2)
+            ax_m.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.suptitle(
+        f"RBM flow v → h → v′ on the {L}×{L} Ising torus, read by the exact energy "
+        f"thermometer ({n_fc} chains per start; bands: ±1 s.e.)"
+    )
+    plotting.save(fig, out / "rbm_flow_temperature.png")
+
+    # ---- figure 2: example configurations along two flows -----------------------------
+    ex = [n for n in config["example_steps"] if n <= config["flow_steps"]]
+    first = next(iter(rbms))
+    rows = [(first, f"T₀ = {config['flow_starts'][0]:g}"), (first, "T₀ = ∞ (random)")]
+    fig, axes = plotting.figure(len(ex), len(rows), width=1.7, height=1.9)
+    for i, (r, s) in enumerate(rows):
+        d = reads[(r, s)]
+        for j, n in enumerate(ex):
+            ax = axes[i, j]
+            ax.imshow(
+                flows[(r, s)][n, 0].reshape(L, L),
+                cmap="gray_r",
+                vmin=-1,
+                vmax=1,
+                interpolation="none",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            T_n = d["T"][n]
+            label = f"T = {T_n:.2f}" if np.isfinite(T_n) else "T off scale"
+            ax.set_title(f"n = {n}\n{label}", fontsize=8)
+        axes[i, 0].set_ylabel(s, fontsize=8)
+    fig.suptitle(
+        f"One chain of the flow of the RBM trained on {first} (T: thermometer "
+        f"reading of all {n_fc} chains at step n)",
+        fontsize=10,
+    )
+    plotting.save(fig, out / "rbm_flow_configurations.png")
+
+    def per_step(r, s, name):
+        return [float(x) for x in reads[(r, s)][name]]
+
+    return {
+        "L": L,
+        "T_c": T_c,
+        "num_training_samples": {
+            r: int(train[subsets[r]].reshape(-1, n_v).shape[0]) for r in rbms
+        },
+        "sampling_s": t_sample,
+        "training_s": t_train,
+        "flow_s": t_flow,
+        "thermometer_check_data": {
+            "T_true": temps.tolist(),
+            "T_read": [float(x) for x in T_read_data],
+        },
+        "data_abs_m": m_data.mean(1).tolist(),
+        "fixed_point": fixed,
+        "T_per_step": {f"{r} | {s}": per_step(r, s, "T") for r, s in reads},
+        "abs_m_per_step": {f"{r} | {s}": per_step(r, s, "abs_m") for r, s in reads},
+    }
+
+
+if __name__ == "__main__":
+    from dynlearn._cli import run_script
+
+    raise SystemExit(run_script(__file__))

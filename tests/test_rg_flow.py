@@ -1,0 +1,101 @@
+"""The RBM flow (Iso, Shiba & Yokoo 2018) and the exact energy thermometer."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dynlearn import rg
+
+
+def test_thermometer_inverts_the_exact_torus_energy():
+    L = 4
+    th = rg.energy_thermometer(L)
+    Ts = np.linspace(0.6, 8.0, 75)
+    e = np.asarray(jax.vmap(lambda T: rg.torus_energy(1.0 / T, L, L))(jnp.asarray(Ts)))
+    np.testing.assert_allclose(th(e), Ts, rtol=0, atol=1e-8)
+    # independent reference: brute-force enumeration of the 2^16 states
+    for K in (0.25, rg.K_C, 0.6):
+        e_enum = rg.enumerate_torus(K, L, L)["energy"]
+        np.testing.assert_allclose(th(e_enum), 1.0 / K, rtol=0, atol=1e-8)
+    # shapes are kept; outside the bracket: NaN, or the bracket ends when clipping
+    assert th(e.reshape(5, 15)).shape == (5, 15)
+    assert np.all(np.isnan(th(np.array([-2.0, 0.0, 0.3, -2.5]))))
+    clip = rg.energy_thermometer(L, t_min=0.5, t_max=50.0, outside="clip")
+    np.testing.assert_array_equal(clip(np.array([-2.0, 0.0])), [0.5, 50.0])
+
+
+def test_thermometer_rejects_bad_input():
+    with pytest.raises(ValueError, match="L must be"):
+        rg.energy_thermometer(1)
+    with pytest.raises(ValueError, match="t_min < t_max"):
+        rg.energy_thermometer(4, t_min=3.0, t_max=2.0)
+    with pytest.raises(ValueError, match="outside"):
+        rg.energy_thermometer(4, outside="raise")
+
+
+def _torus_3x3(K):
+    """All 512 states of the 3×3 torus (row-major, as RBM.ising_bonds), their bond
+    sums and Boltzmann probabilities."""
+    s = np.array(list(itertools.product((-1.0, 1.0), repeat=9))).reshape(-1, 3, 3)
+    bonds = (s * np.roll(s, 1, 1) + s * np.roll(s, 1, 2)).sum((1, 2))
+    p = np.exp(K * bonds - np.max(K * bonds))
+    return s.reshape(-1, 9), bonds, p / p.sum()
+
+
+def _check_energy_distribution(bonds_sample, bonds, p):
+    """Each energy level's frequency within 4σ (binomial) of its exact probability."""
+    n = len(bonds_sample)
+    for b in np.unique(bonds):
+        q = p[bonds == b].sum()
+        f = np.mean(bonds_sample == b)
+        assert abs(f - q) < 4 * np.sqrt(q * (1 - q) / n) + 1e-12, (b, f, q)
+
+
+def test_rbm_flow_leaves_and_reaches_the_visible_marginal():
+    # RBM.ising_bonds(3, 3, K): its visible marginal is the 3×3 Ising model at K, so
+    # the Gibbs kernel v → h → v' preserves it and converges to it from any start.
+    K, n, steps = 0.4, 20000, 30
+    rbm = rg.RBM.ising_bonds(3, 3, K)
+    states, bonds, p = _torus_3x3(K)
+    # Chains [0, n) start from exact samples, chains [n, 2n) from the all-up state.
+    v0 = np.concatenate(
+        [states[np.random.default_rng(0).choice(len(p), n, p=p)], np.ones((n, 9))]
+    )
+    vs = rg.rbm_flow(rbm, jax.random.key(0), v0, steps)
+    assert vs.shape == (steps + 1, 2 * n, 9)
+    np.testing.assert_array_equal(vs[0], v0)
+    assert np.all(np.abs(np.asarray(vs)) == 1)
+    s = np.asarray(vs[-1]).reshape(-1, 3, 3)
+    final_bonds = (s * np.roll(s, 1, 1) + s * np.roll(s, 1, 2)).sum((1, 2))
+    # exact samples stay exact (and the chains did move) ...
+    assert np.mean(np.all(vs[-1, :n] == vs[0, :n], axis=1)) < 0.5
+    _check_energy_distribution(final_bonds[:n], bonds, p)
+    # ... and from the all-up state (energy −2 per spin) the flow relaxes to them
+    _check_energy_distribution(final_bonds[n:], bonds, p)
+
+
+def test_rbm_flow_single_chain_and_zero_steps():
+    rbm = rg.RBM.ising_bonds(2, 2, 0.3)
+    v = np.array([1.0, -1.0, 1.0, 1.0])
+    out = rg.rbm_flow(rbm, jax.random.key(1), v, 3)
+    assert out.shape == (4, 4)
+    np.testing.assert_array_equal(out[0], v)
+    np.testing.assert_array_equal(
+        rg.rbm_flow(rbm, jax.random.key(1), v[None], 0), v[None, None]
+    )
+
+
+def test_rbm_flow_rejects_bad_input():
+    rbm = rg.RBM.ising_bonds(2, 2, 0.3)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="steps must be"):
+        rg.rbm_flow(rbm, key, np.ones((3, 4)), -1)
+    with pytest.raises(ValueError, match="steps must be"):
+        rg.rbm_flow(rbm, key, np.ones((3, 4)), 2.0)
+    with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
+        rg.rbm_flow(rbm, key, np.ones((3, 5)), 2)
+    with pytest.raises(ValueError, match="±1"):
+        rg.rbm_flow(rbm, key, np.zeros((3, 4)), 2)
