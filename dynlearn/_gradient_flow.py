@@ -348,18 +348,24 @@ def _no_forward_mode(e: Exception) -> bool:
     return "forward-mode" in str(e) or "support JVP" in str(e)
 
 
+def _sharpness_or_nan(phi, dyn, num_iters: int) -> float:
+    """λ_max of the Hessian by HVP power iteration, or NaN when the loss has no HVP
+    (e.g. a gradient computed by a host callback)."""
+    try:
+        return float(top_hessian_eigenvalue(phi, dyn, num_iters=num_iters))
+    except (TypeError, ValueError) as e:
+        if not _no_forward_mode(e):
+            raise
+        return float("nan")
+
+
 def _auto_solver(phi, dynamic, horizon, flow) -> dfx.AbstractSolver:
     """Tsit5, or `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) is large: Tsit5 then
     needs ≳ λ_max T/3.5 steps (6 gradients each) while RKC2 needs ~√(λ_max h) stages
     per step of size h set by accuracy alone."""
     if not isinstance(flow, GradientFlow):
         return dfx.Tsit5()
-    try:
-        lam = float(top_hessian_eigenvalue(phi, dynamic, num_iters=10))
-    except (TypeError, ValueError) as e:
-        if not _no_forward_mode(e):
-            raise
-        return dfx.Tsit5()  # no HVPs, so no stiff solver
+    lam = _sharpness_or_nan(phi, dynamic, 10)  # NaN (no HVPs): no stiff solver
     if abs(lam) * horizon > AUTO_STIFFNESS_THRESHOLD:
         from .stiff import RKC2
 
@@ -482,14 +488,8 @@ def _stiffness_check(phi, final_dyn, steps, t0, rtol, solver, stats) -> None:
         return
     c = stats["stability_limit"]
     dts = np.diff(np.concatenate([[t0], step_ts]))
-    try:
-        lam = float(top_hessian_eigenvalue(phi, final_dyn, num_iters=20))
-    except (TypeError, ValueError) as e:
-        if not _no_forward_mode(e):
-            raise
-        # No Hessian-vector products (e.g. a gradient from a host callback): keep
-        # the loss-increase check, skip the sharpness.
-        lam = float("nan")
+    # NaN without HVPs: the loss-increase check below still runs.
+    lam = _sharpness_or_nan(phi, final_dyn, 20)
     tail = dts[-max(4, dts.size // 4) :][:-1]  # the last step is clipped to t1
     ratio = float(np.median(tail) * lam / c) if (lam > 0 and tail.size) else 0.0
     ratio = float("nan") if np.isnan(lam) else ratio
