@@ -138,3 +138,31 @@ def test_bad_arguments():
             batch_size=2,
             method="gibbs",
         )
+
+
+def test_cd_on_2d_ising_reaches_the_exact_models_held_out_likelihood():
+    """CD-1 on exact samples of the 3×3 Ising torus at K = 0.3: the held-out NLL
+    (exact, by enumeration) comes within 0.1 nats of the true model's own held-out
+    NLL, from 1.6 nats above it (measured 4.838 vs 4.756; 18 hidden units can
+    represent the model exactly, see RBM.ising_bonds)."""
+    L, K = 3, 0.3
+    states = np.asarray(rg.all_spin_states(L * L), float)
+    s = states.reshape(-1, L, L)
+    bonds = (s * np.roll(s, 1, 1)).sum((1, 2)) + (s * np.roll(s, 1, 2)).sum((1, 2))
+    logp = K * bonds - np.logaddexp.reduce(K * bonds)
+    idx = np.random.default_rng(0).choice(len(states), size=4000, p=np.exp(logp))
+    train, held = jnp.asarray(states[idx[:3000]]), jnp.asarray(states[idx[3000:]])
+    exact_held = -float(np.mean(logp[idx[3000:]]))
+    r0 = rg.RBM.random(jax.random.key(1), L * L, 2 * L * L)
+    r, hist = rg.train_rbm(
+        r0,
+        train,
+        jax.random.key(2),
+        steps=2000,
+        batch_size=100,
+        optimizer=optax.adam(1e-2),
+        monitor=lambda rr: rg.exact_nll(rr, held),
+        monitor_every=2000,
+    )
+    assert float(rg.exact_nll(r0, held)) - exact_held > 1.0
+    assert float(hist[-1]) - exact_held < 0.1, (float(hist[-1]), exact_held)
