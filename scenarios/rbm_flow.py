@@ -102,8 +102,8 @@ def _sample(key, L, temperatures, num_chains, samples, every, therm):
 
 
 def _energy(v, L):
-    s = v.reshape(v.shape[:-1] + (L, L))
-    return -jnp.mean(s * (jnp.roll(s, 1, -1) + jnp.roll(s, 1, -2)), axis=(-2, -1))
+    """Energy per spin of flattened configurations v (..., L·L)."""
+    return rg.lattice_observables(v.reshape(v.shape[:-1] + (L, L))).energy
 
 
 def run(config: dict, out: Path) -> dict:
@@ -207,6 +207,7 @@ def run(config: dict, out: Path) -> dict:
             "abs_m": m.mean(1),
             "abs_m_err": m.std(1, ddof=1) / np.sqrt(m.shape[1]),
             "e": e_mean,
+            "e_chains": e,
         }
 
     reads = {k: readout(v) for k, v in flows.items()}
@@ -214,7 +215,7 @@ def run(config: dict, out: Path) -> dict:
     fixed = {}
     for r in rbms:
         tails_e = np.concatenate(
-            [np.asarray(_energy(flows[(r, s)][-n_tail:], L)).ravel() for s in starts]
+            [reads[(r, s)]["e_chains"][-n_tail:].ravel() for s in starts]
         )
         tails_m = np.concatenate(
             [np.abs(flows[(r, s)][-n_tail:].mean(-1)).ravel() for s in starts]
