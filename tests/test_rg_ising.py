@@ -176,3 +176,81 @@ def test_bad_arguments():
         rg.enumerate_torus(0.4, 5, 5)
     with pytest.raises(ValueError, match="num_chains >= 2"):
         rg.chain_estimate(np.zeros((1, 10)))
+
+
+def test_counter_generator_statistics():
+    # 2^20 words of the Metropolis counter-based generator: each bit fair, the top
+    # byte uniform, no correlation between neighbouring counters or between keys.
+    from dynlearn.rg._ising import _counter_bits
+
+    n = 1 << 20
+    a = np.asarray(_counter_bits(jax.random.key(0), (n,)))
+    b = np.asarray(_counter_bits(jax.random.key(1), (n,)))
+    bits = (a[:, None] >> np.arange(32, dtype=np.uint32)) & 1
+    z = (bits.mean(0) - 0.5) / np.sqrt(0.25 / n)
+    assert np.all(np.abs(z) < 5), z  # 32 bits, Bonferroni-safe
+    counts = np.bincount(a >> 24, minlength=256)
+    chi2 = np.sum((counts - n / 256) ** 2 / (n / 256))
+    assert 160 < chi2 < 360, chi2  # 255 dof: mean 255, sd 22.6
+    u, v = a / 2.0**32 - 0.5, b / 2.0**32 - 0.5
+    for x, y in ((u[:-1], u[1:]), (u[:-64], u[64:]), (u, v)):
+        r = np.corrcoef(x, y)[0, 1]
+        assert abs(r) < 5 / np.sqrt(n), r
+    assert len(np.unique(a)) == n  # a bijection of the counter within one call
+
+
+@pytest.mark.parametrize("rng", ["counter", "jax"])
+def test_metropolis_antiferromagnet_and_random_generators(rng):
+    # On the bipartite 4×4 torus, s_i → (−1)^{i+j} s_i maps K to −K, so
+    # ⟨e⟩(−K) = −⟨e⟩(K); exact values by enumeration. Both generators.
+    K, L, chains, n = 0.4, 4, 16, 1500
+    exact = rg.enumerate_torus(K, L, L)["energy"]
+    keys = jax.random.split(jax.random.key(3), chains)
+
+    def chain(key, K):
+        def measure(s, k):
+            s = rg.metropolis_sweep(k, s, K, num_sweeps=2, rng=rng)
+            return s, rg.energy_per_spin(s)
+
+        s0 = jnp.ones((L, L))
+        s0 = rg.metropolis_sweep(key, s0, K, num_sweeps=100, rng=rng)
+        return jax.lax.scan(measure, s0, jax.random.split(key, n))[1]
+
+    for sign in (1.0, -1.0):
+        e = jax.jit(jax.vmap(chain, (0, None)))(keys, sign * K)
+        est = rg.chain_estimate(e)
+        assert abs(est.mean - sign * exact) < 4 * est.error, (sign, est, exact)
+        assert est.error < 0.01
+
+
+def test_metropolis_bad_input():
+    with pytest.raises(ValueError, match="even"):
+        rg.metropolis_sweep(jax.random.key(0), jnp.ones((5, 5)), 0.4)
+    with pytest.raises(ValueError, match="even L"):
+        rg.sample_ising(jax.random.key(0), 5, 0.4, sampler="metropolis")
+    with pytest.raises(ValueError, match="rng must be"):
+        rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, rng="pcg")
+    with pytest.raises(ValueError, match="num_sweeps"):
+        rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, num_sweeps=0)
+    with pytest.raises(ValueError, match="needs a ferromagnet"):
+        rg.sample_ising(jax.random.key(0), 4, -0.4, sampler="wolff")
+
+
+def test_sample_ising_keeps_the_measured_configurations():
+    r = rg.sample_ising(
+        jax.random.key(4),
+        6,
+        0.3,
+        sampler="metropolis",
+        num_chains=3,
+        num_measurements=5,
+        thermalization=2,
+        keep_configurations=True,
+    )
+    assert r.configurations.shape == (3, 5, 6, 6)
+    assert r.configurations.dtype == jnp.int8
+    c = np.asarray(r.configurations, float)
+    e = jax.vmap(jax.vmap(rg.energy_per_spin))(jnp.asarray(c))
+    np.testing.assert_allclose(e, r.energy, atol=1e-12)
+    np.testing.assert_allclose(c.mean((2, 3)), r.magnetization, atol=1e-12)
+    np.testing.assert_array_equal(c[:, -1], r.spins)
