@@ -1,4 +1,5 @@
-"""Annealed importance sampling (AIS) of the partition function of a ±1 RBM.
+"""Annealed importance sampling (AIS) of the partition function of an RBM with ±1 or
+0/1 units.
 
 Neal, "Annealed importance sampling", Stat. Comput. 11, 125 (2001); Salakhutdinov &
 Murray, "On the quantitative analysis of deep belief networks", ICML 2008, Sec. 4.
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._rbm import RBM, _log2cosh
+from ._rbm import RBM, _log_sum, _off, _prob_on
 
 
 class AISEstimate(NamedTuple):
@@ -47,18 +48,21 @@ def ais_log_partition(
     base_visible_bias=None,
     gibbs_steps: int = 1,
 ) -> AISEstimate:
-    """Estimate ln Z of a ±1 RBM, E(v, h) = −(a·v + b·h + vᵀWh), by annealed importance
-    sampling (Neal 2001; Salakhutdinov & Murray 2008, Sec. 4).
+    """Estimate ln Z of an RBM, E(v, h) = −(a·v + b·h + vᵀWh), by annealed importance
+    sampling (Neal 2001; Salakhutdinov & Murray 2008, Sec. 4), in the RBM's units
+    (v, h ∈ {±1} for `units="spin"`, {0, 1} for `"bernoulli"`).
 
     The intermediate distributions are the visible marginals of the RBMs with energy
     E_β = −[(1−β) a₀·v + β(a·v + b·h + vᵀWh)], i.e. the geometric path between the joint
     distributions of the base (W = 0, b = 0, visible biases a₀) and of the target, with
     the hidden units summed analytically:
 
-    $\\ln f_β(v) = [a + (1−β)(a₀ − a)]·v + \\sum_j \\ln 2\\cosh(β(b_j + (W^T v)_j))$.
+    $\\ln f_β(v) = [a + (1−β)(a₀ − a)]·v + \\sum_j φ(β(b_j + (W^T v)_j))$,
 
-    The base f₀(v) = 2^{n_h} e^{a₀·v} is sampled exactly and has
-    ln Z₀ = Σ_i ln 2cosh a₀_i + n_h ln 2. Each of `num_chains` independent chains starts
+    with φ(x) = ln 2cosh x (spin) or ln(1 + eˣ) (Bernoulli). The base
+    f₀(v) = 2^{n_h} e^{a₀·v} (independent units, p(v_i = +1) = σ(2a₀_i) or
+    p(v_i = 1) = σ(a₀_i)) is sampled exactly and has ln Z₀ = Σ_i φ(a₀_i) + n_h ln 2
+    (φ(0) = ln 2 in both conventions). Each of `num_chains` independent chains starts
     from an exact base sample v₀ and, for k = 1, …, K−1, accumulates
     ln f_{β_k}(v_{k−1}) − ln f_{β_{k−1}}(v_{k−1}) and moves v by `gibbs_steps` block Gibbs
     steps v → h → v of the RBM at β_k (which leave p_{β_k} invariant); the last term,
@@ -124,7 +128,7 @@ def _ais(rbm, key, betas, a0, *, num_chains, gibbs_steps):
     # All chains advance together as a (num_chains, n) batch with one random draw per
     # intermediate distribution (rather than vmapping per-chain keys): same algorithm,
     # but XLA compiles far fewer copies of the PRNG.
-    W, a, b = rbm.weight, rbm.visible_bias, rbm.hidden_bias
+    W, a, b, units = rbm.weight, rbm.visible_bias, rbm.hidden_bias, rbm.units
     nv, nh = W.shape
     da = a0 - a  # zero for the default base: the visible field is then exactly a
 
@@ -135,12 +139,12 @@ def _ais(rbm, key, betas, a0, *, num_chains, gibbs_steps):
         # ln f_{b1}(v) − ln f_{b0}(v), with the v-independent and v-dependent parts
         # kept apart (for W = 0 and a₀ = a all chains then get bit-identical weights)
         x = b + v @ W
-        hidden = jnp.sum(_log2cosh(b1 * x) - _log2cosh(b0 * x), axis=-1)
+        hidden = jnp.sum(_log_sum(units, b1 * x) - _log_sum(units, b0 * x), axis=-1)
         return (b0 - b1) * (v @ da) + hidden
 
     def spins(u, x):
-        # p(s = +1) = σ(2x) for the weight e^{x s}
-        return jnp.where(u < jax.nn.sigmoid(2 * x), 1.0, -1.0).astype(x.dtype)
+        # p(s = +1) = σ(2x) (spin) or p(s = 1) = σ(x) (Bernoulli) for the weight e^{x s}
+        return jnp.where(u < _prob_on(units, x), 1.0, _off(units)).astype(x.dtype)
 
     def step(carry, xs):
         v, lw = carry
@@ -161,7 +165,7 @@ def _ais(rbm, key, betas, a0, *, num_chains, gibbs_steps):
     v, lw = jax.lax.scan(step, carry, xs)[0]
     lw = lw + log_ratio(betas[-2], betas[-1], v)
 
-    log_z0 = jnp.sum(_log2cosh(a0)) + nh * jnp.log(jnp.asarray(2.0, W.dtype))
+    log_z0 = jnp.sum(_log_sum(units, a0)) + nh * jnp.log(jnp.asarray(2.0, W.dtype))
     w = jnp.exp(lw - jnp.max(lw))
     mean_w = jnp.mean(w)
     error = jnp.std(w, ddof=1) / (jnp.sqrt(num_chains) * mean_w)
