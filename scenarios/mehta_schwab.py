@@ -12,7 +12,11 @@ scenario repeats the experiment and turns the pictures into numbers, layer by la
   correlation length ξ₂ (in units of the coarse lattice) of the configurations the stack
   produces (hidden units placed at their receptive-field centres, signs fixed by the
   h → −h gauge), against majority-rule 2×2 block spins applied l times to the same
-  samples. Under a b = 2 RG step ξ halves: 7.47 → 3.73 → 1.87 → 0.93.
+  samples. Under a b = 2 RG step ξ halves: 7.47 → 3.73 → 1.87 → 0.93;
+- reconstructions (MS14 Fig. 3D): held-out configurations (chains kept out of training)
+  passed up the stack to layer l and back down, v → h₁ → … → h_l → … → v′, and their
+  overlap q_l = (1/N) Σ s_i s′_i with the original, against a random configuration
+  (q = 0) and against majority-rule block spins copied back onto their 2ˡ×2ˡ blocks.
 
 Samples: checkerboard Metropolis, 40 (full) / 20 (quick) sweeps apart;
 `--set sampler=wolff` or `swendsen_wang` work too. Measured on the shared 2-core CPU,
@@ -54,6 +58,8 @@ CONFIG = {
     "momentum": 0.9,
     "l1": 2e-4,
     "max_units_shown": 100,
+    "test_chains": 4,  # chains kept out of DBN training, for the reconstructions
+    "reconstruction_examples": 4,
 }
 QUICK = {
     "L": 16,
@@ -63,34 +69,10 @@ QUICK = {
     "thermalization": 300,
     "hidden_sizes": [64, 16],
     "steps": [1000, 600],
+    "test_chains": 2,
 }
 
 XI_EXACT = 7.467  # 1/[2(K* − K)] at K = 0.408, infinite lattice (notes §3)
-
-
-def _sample(key, L, K, sampler, num_chains, samples, every, therm):
-    update = {
-        "metropolis": rg.metropolis_sweep,
-        "wolff": rg.wolff_update,
-        "swendsen_wang": rg.swendsen_wang_update,
-    }[sampler]
-
-    def chain(key):
-        k0, k1, k2 = jr.split(key, 3)
-        s = jnp.where(jr.bernoulli(k0, 0.5, (L, L)), 1.0, -1.0).astype(jnp.float32)
-
-        def step(s, k):
-            return update(k, s, K), None
-
-        s, _ = jax.lax.scan(step, s, jr.split(k1, therm))
-
-        def measure(s, k):
-            s, _ = jax.lax.scan(step, s, jr.split(k, every))
-            return s, s.astype(jnp.int8)
-
-        return jax.lax.scan(measure, s, jr.split(k2, samples))[1]
-
-    return jax.jit(jax.vmap(chain))(jr.split(key, num_chains))
 
 
 def _observables(configs):
@@ -104,6 +86,49 @@ def _observables(configs):
     }
     out["xi2"] = rg.correlation_length_estimate(configs)
     return out
+
+
+def _reconstruct(rbms, v, key=None):
+    """Up the stack and back down, v → h₁ → … → h_l → … → v′, through every layer of
+    `rbms` (bottom first); v of shape (N, n_v).
+
+    With `key=None` each step is the conditional **mean** of the ±1 RBM, E[h|v] =
+    tanh(b + Wᵀv) up and E[v|h] = tanh(a + Wh) down, fed on as real numbers (the
+    deterministic mean-field pass of Hinton & Salakhutdinov 2006): v′ ∈ [−1, 1]^N is
+    a smooth estimate of the spins. With a key each step **samples** the conditional
+    (up: the RG map of `rg.coarse_grain`), so v′ is a genuine spin configuration.
+    """
+    keys = (
+        [None] * (2 * len(rbms)) if key is None else list(jr.split(key, 2 * len(rbms)))
+    )
+
+    def step(field, k):
+        if k is None:
+            return jnp.tanh(field)
+        p = jax.nn.sigmoid(2 * field)
+        return jnp.where(jr.uniform(k, p.shape, p.dtype) < p, 1.0, -1.0).astype(p.dtype)
+
+    x = v
+    for rbm, k in zip(rbms, keys[: len(rbms)]):
+        x = step(rbm.hidden_bias + x @ rbm.weight, k)
+    for rbm, k in zip(rbms[::-1], keys[len(rbms) :]):
+        x = step(rbm.visible_bias + x @ rbm.weight.T, k)
+    return x
+
+
+@jax.jit
+def _reconstructions(rbms, v, key):
+    """Mean-field and sampled reconstructions of v from every depth 1 … len(rbms)."""
+    depths = range(1, len(rbms) + 1)
+    means = [_reconstruct(rbms[:d], v) for d in depths]
+    samples = [_reconstruct(rbms[:d], v, jr.fold_in(key, d)) for d in depths]
+    return means, samples
+
+
+def _mean_se(x):
+    """[mean, standard error] of the entries of x (treated as independent)."""
+    x = np.asarray(x, float)
+    return [float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size))]
 
 
 def _mosaic(fields, side_units):
@@ -134,29 +159,39 @@ def run(config: dict, out: Path) -> dict:
         )
     key = jr.key(config["seed"])
     k_sample, k_train, k_coarse, k_major = jr.split(key, 4)
+    k_recon = jr.fold_in(key, 11)
 
     # Sampling and training run in float32 (about twice as fast as float64 on CPU;
     # CD's own noise is far above float32 round-off).
     with jax.enable_x64(False):
         t0 = time.perf_counter()
-        configs = _sample(
+        configs = rg.sample_ising(
             k_sample,
             L,
             K,
-            config["sampler"],
-            config["num_chains"],
-            config["samples_per_chain"],
-            config["updates_per_sample"],
-            config["thermalization"],
-        ).block_until_ready()
+            sampler=config["sampler"],
+            num_chains=config["num_chains"],
+            num_measurements=config["samples_per_chain"],
+            updates_per_measurement=config["updates_per_sample"],
+            thermalization=config["thermalization"],
+            keep_configurations=True,
+        ).configurations.block_until_ready()
         t_sample = time.perf_counter() - t0
         chains, per_chain = configs.shape[:2]
         data = configs.reshape(-1, L * L).astype(jnp.float32)
+        # the first `test_chains` chains are kept out of training (reconstructions)
+        n_test = int(config["test_chains"])
+        if not 1 <= n_test < chains:
+            raise ValueError(
+                f"test_chains must be between 1 and num_chains − 1 = {chains - 1}, "
+                f"got {n_test}."
+            )
+        held = data[: n_test * per_chain]
 
         t0 = time.perf_counter()
         rbms = rg.train_dbn(
             k_train,
-            data,
+            data[n_test * per_chain :],
             sizes,
             steps=list(config["steps"]),
             batch_size=config["batch_size"],
@@ -167,10 +202,26 @@ def run(config: dict, out: Path) -> dict:
         t_train = time.perf_counter() - t0
         hidden = rg.coarse_grain(rbms, k_coarse, data.reshape(chains, per_chain, L * L))
 
+        # reconstructions from every depth, held-out and (as many) training configs
+        trained = data[n_test * per_chain : 2 * n_test * per_chain]
+        held_np = np.asarray(held)
+        recon, overlap = {}, {}
+        for name, v in (("held_out", held), ("training", trained)):
+            outs = _reconstructions(rbms, v, k_recon)
+            for how, imgs in zip(("mean", "sample"), outs):
+                q = [np.mean(np.asarray(v) * np.asarray(o), axis=1) for o in imgs]
+                overlap[(how, name)] = [_mean_se(x) for x in q]
+                if name == "held_out":
+                    recon[how] = [np.asarray(o) for o in imgs]
+        # reference: a random ±1 configuration (q = 0 on average)
+        rand = np.random.default_rng(config["seed"]).choice([-1.0, 1.0], held_np.shape)
+        q_rand = np.mean(held_np * rand, axis=1)
+
     # Layer by layer: receptive fields, layout on the coarse lattice, observables.
     rows_dbn = [_observables(configs)]
     rows_major = [rows_dbn[0]]
     majority = configs
+    q_block = []
     fields, radii, radii_sq, radii_abs, layouts = [], [], [], [], []
     for depth, (h, side) in enumerate(zip(hidden, sides), start=1):
         f = np.asarray(rg.receptive_fields(rbms[:depth], L))
@@ -183,6 +234,12 @@ def run(config: dict, out: Path) -> dict:
         rows_dbn.append(_observables(layout(h)))
         b = majority.shape[-1] // side
         majority = rg.majority_rule(jr.fold_in(k_major, depth), majority, b)
+        # reference for the reconstructions: the held-out chains' block spins copied
+        # back onto their blocks, overlap with the original configuration
+        up = np.repeat(
+            np.repeat(np.asarray(majority[:n_test]), L // side, -2), L // side, -1
+        )
+        q_block.append(_mean_se(np.mean(configs[:n_test] * up, axis=(-2, -1)).ravel()))
         rows_major.append(_observables(majority))
 
     depths = np.arange(len(sizes) + 1)
@@ -310,6 +367,53 @@ def run(config: dict, out: Path) -> dict:
     ax_x.set_yscale("log", base=2)
     plotting.save(fig, out / "rg_flow.png")
 
+    # ---- figure 3: reconstructions (MS14 Fig. 3D) ------------------------------------
+    n_ex = int(config["reconstruction_examples"])
+    pick = np.linspace(0, held_np.shape[0] - 1, n_ex).round().astype(int)
+    cols = [("original", None, None)]
+    cols += [("mean", d, recon["mean"][d]) for d in range(nl)]
+    cols += [("sample", d, recon["sample"][d]) for d in range(nl)]
+    fig, axes = plotting.figure(len(cols), n_ex, width=2.0, height=2.25)
+    for i, idx in enumerate(pick):
+        for j, (how, d, imgs) in enumerate(cols):
+            ax = axes[i, j]
+            img = held_np[idx] if imgs is None else imgs[idx]
+            ax.imshow(
+                img.reshape(L, L),
+                cmap="gray_r",
+                vmin=-1,
+                vmax=1,
+                interpolation="none",
+            )
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            m = float(np.mean(held_np[idx]))
+            if imgs is not None:
+                q = float(np.mean(held_np[idx] * img))
+                ax.set_xlabel(f"q = {q:.2f}", fontsize=8)
+            else:
+                ax.set_xlabel(f"m = {m:.2f}", fontsize=8)
+            if i == 0:
+                ax.set_title(
+                    "original (held out)"
+                    if imgs is None
+                    else f"layer {d + 1} ({sizes[d]} units)\n"
+                    + ("means E[·|·]" if how == "mean" else "samples"),
+                    fontsize=9,
+                )
+    q_mean = [o[0] for o in overlap[("mean", "held_out")]]
+    fig.suptitle(
+        f"Reconstructions v → h₁ → … → h_l → … → v′ of held-out {L}×{L} configurations "
+        f"at K = {K} (black: +1, white: −1; q = (1/N)Σ s_i s′_i)\nmean overlap, "
+        "conditional means: "
+        + ", ".join(f"layer {d + 1}: {q:.2f}" for d, q in enumerate(q_mean))
+        + "; random configuration: 0; majority-rule blocks copied back: "
+        + ", ".join(f"{q[0]:.2f}" for q in q_block),
+        fontsize=10,
+    )
+    plotting.save(fig, out / "mehta_schwab_reconstructions.png")
+
     est = lambda rows, name: [[r[name].mean, r[name].error] for r in rows]  # noqa: E731
     xi_d = np.array([r["xi2"].mean for r in rows_dbn])
     xi_m = np.array([r["xi2"].mean for r in rows_major])
@@ -317,6 +421,8 @@ def run(config: dict, out: Path) -> dict:
     e0 = rows_dbn[0]["energy"]
     return {
         "num_samples": int(chains * per_chain),
+        "num_training_samples": int((chains - n_test) * per_chain),
+        "num_held_out_samples": int(n_test * per_chain),
         "sampling_s": t_sample,
         "tau_int_m2_samples": rg.integrated_autocorrelation_time(
             np.asarray(rg.lattice_observables(configs).magnetization) ** 2
@@ -345,6 +451,14 @@ def run(config: dict, out: Path) -> dict:
         "nn_per_layer_majority": est(rows_major, "nn"),
         "energy_per_layer_dbn": est(rows_dbn, "energy"),
         "energy_per_layer_majority": est(rows_major, "energy"),
+        # reconstruction overlaps q_l = (1/N)Σ s_i s′_i, [mean, s.e.] per layer l
+        "reconstruction_overlap_means_held_out": overlap[("mean", "held_out")],
+        "reconstruction_overlap_means_training": overlap[("mean", "training")],
+        "reconstruction_overlap_samples_held_out": overlap[("sample", "held_out")],
+        "reconstruction_overlap_samples_training": overlap[("sample", "training")],
+        "reconstruction_overlap_random_reference": 0.0,
+        "reconstruction_overlap_random_measured": _mean_se(q_rand),
+        "reconstruction_overlap_block_spin_per_layer": q_block,
     }
 
 

@@ -1,5 +1,6 @@
-"""The RBM flow of Iso, Shiba & Yokoo (arXiv:1801.07172) read by an exact thermometer,
-and the Veiga–Vicente caveat (arXiv:2006.10176): the flow's end depends on the data.
+"""The RBM flow of Iso, Shiba & Yokoo (arXiv:1801.07172) read by an exact energy
+thermometer and by a classifier thermometer, and the Veiga–Vicente caveat
+(arXiv:2006.10176): the flow's end depends on the data.
 
 Protocol (Iso et al.): sample the 2D Ising model on an L×L torus at temperatures
 spanning T_c, train ONE RBM on the mixture of all temperatures, then iterate its
@@ -8,7 +9,15 @@ near T_c and at high T (and from the all-up and random states, T = 0 and ∞, as
 Vicente do). After every step, the temperature of the configurations is read with
 [`dynlearn.rg.energy_thermometer`][]: the T whose exact finite-torus energy u(T)
 (Kaufman) equals the mean energy per spin (the maximum-likelihood temperature under
-the Ising family; Iso et al. used a trained neural-network thermometer instead).
+the Ising family) and with Iso et al.'s own kind of thermometer,
+[`dynlearn.rg.train_thermometer`][]: a classifier (one-hidden-layer MLP, softmax over
+the training temperatures, symmetrised under s → −s) trained on the same training
+configurations, labelled by their temperature; its reading is the probability-weighted
+mean temperature Σ_c p(c|v) T_c, and the class probabilities along the flow are shown
+as Iso et al. do. The classifier can only answer with the training temperatures: its
+reading is bounded by [min T, max T] and, on configurations unlike the data (the flow
+of an RBM trained elsewhere), it extrapolates blindly; the energy thermometer needs no
+training and is exact for Ising configurations, but reads only one statistic.
 
 The flow is block Gibbs sampling of the RBM, so wherever it starts it relaxes to the
 RBM's own visible marginal p_λ(v): the "fixed point" is a property of the trained model,
@@ -62,6 +71,16 @@ CONFIG = {
     "flow_chains": 400,
     "tail_fraction": 0.5,  # fraction of the last flow steps averaged for the fixed point
     "example_steps": [0, 1, 2, 5, 10, 25, 50, 100, 200],
+    # classifier thermometer (rg.train_thermometer), trained on the training chains
+    # with AdamW (decoupled weight decay: the MLP overfits the few hundred
+    # configurations per class otherwise; held-out cross-entropy 2.3 → 1.9 at L = 8)
+    "thermometer": {
+        "width": 64,
+        "steps": 3000,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "weight_decay": 1.0,
+    },
 }
 QUICK = {
     "L": 8,
@@ -72,33 +91,40 @@ QUICK = {
     "flow_steps": 100,
     "flow_chains": 200,
     "example_steps": [0, 1, 2, 5, 10, 25, 50, 100],
+    "thermometer": {
+        "width": 64,
+        "steps": 1500,
+        "batch_size": 128,
+        "lr": 2e-3,
+        "weight_decay": 1.0,
+    },
 }
 
 
 def _sample(key, L, temperatures, num_chains, samples, every, therm):
-    """Configurations (n_T, chains, samples, L, L) as int8, Metropolis, cold start with
-    a random global sign per chain."""
+    """Configurations (n_T, chains, samples, L, L) as int8: checkerboard Metropolis
+    (`rg.sample_ising`) from a cold start, then a random global sign per chain (the
+    model is Z₂-symmetric, so this is a cold start with a random sign)."""
+    k_run, k_sign = jr.split(key)
 
-    def chain(key, K):
-        k0, k1, k2 = jr.split(key, 3)
-        sign = jnp.where(jr.bernoulli(k0), 1.0, -1.0).astype(jnp.float32)
-        s = sign * jnp.ones((L, L), jnp.float32)
-
-        def step(s, k):
-            return rg.metropolis_sweep(k, s, K), None
-
-        s, _ = jax.lax.scan(step, s, jr.split(k1, therm))
-
-        def measure(s, k):
-            s, _ = jax.lax.scan(step, s, jr.split(k, every))
-            return s, s.astype(jnp.int8)
-
-        return jax.lax.scan(measure, s, jr.split(k2, samples))[1]
+    def at(key, K):
+        return rg.sample_ising(
+            key,
+            L,
+            K,
+            sampler="metropolis",
+            num_chains=num_chains,
+            num_measurements=samples,
+            updates_per_measurement=every,
+            thermalization=therm,
+            start="cold",
+            keep_configurations=True,
+        ).configurations
 
     K = 1.0 / jnp.asarray(temperatures, jnp.float32)
-    keys = jr.split(key, (len(temperatures), num_chains))
-    per_t = jax.vmap(chain, in_axes=(0, None))
-    return jax.jit(jax.vmap(per_t))(keys, K)
+    configs = jax.vmap(at)(jr.split(k_run, len(temperatures)), K)
+    sign = jr.rademacher(k_sign, (len(temperatures), num_chains, 1, 1, 1), jnp.int8)
+    return configs * sign
 
 
 def _energy(v, L):
@@ -113,6 +139,7 @@ def run(config: dict, out: Path) -> dict:
     T_c = rg.T_C
     key = jr.key(config["seed"])
     k_sample, k_train, k_start, k_flow = jr.split(key, 4)
+    k_thermo = jr.fold_in(key, 7)
     for t0 in config["flow_starts"]:
         if not np.any(np.isclose(temps, t0)):
             raise ValueError(f"flow start T = {t0} is not one of the temperatures.")
@@ -189,14 +216,40 @@ def run(config: dict, out: Path) -> dict:
         }
         t_flow = time.perf_counter() - t0
 
+        # classifier thermometer on the RBMs' training chains, all temperatures;
+        # held-out accuracy on the chains kept out (the flow starts' pool)
+        tc = config["thermometer"]
+        t0 = time.perf_counter()
+        classifier = rg.train_thermometer(
+            k_thermo,
+            train.reshape(-1, n_v),
+            np.repeat(temps, train.shape[1]),
+            width=tc["width"],
+            steps=tc["steps"],
+            batch_size=tc["batch_size"],
+            optimizer=optax.adamw(tc["lr"], weight_decay=tc["weight_decay"]),
+        )
+        p_held = np.asarray(classifier.probabilities(held))  # (n_T, n_held, n_T)
+        T_cls_held = p_held @ temps
+        t_classifier = time.perf_counter() - t0
+        predicted = p_held.argmax(-1)
+        truth = np.arange(len(temps))[:, None]
+        accuracy = float(np.mean(predicted == truth))
+        accuracy_1 = float(np.mean(np.abs(predicted - truth) <= 1))
+        cross_entropy = float(
+            -np.mean(np.log(np.take_along_axis(p_held, truth[..., None], -1)))
+        )
+        probs = {k: np.asarray(classifier.probabilities(v)) for k, v in flows.items()}
+
     # ---- read-outs ------------------------------------------------------------------
     thermo = rg.energy_thermometer(L, t_min=0.5, t_max=50.0)
     e_data = np.asarray(_energy(configs.reshape(len(temps), -1, n_v), L))
     m_data = np.abs(configs.reshape(len(temps), -1, n_v).astype(float).mean(-1))
     T_read_data = thermo(e_data.mean(1))
 
-    def readout(vs):
+    def readout(vs, p):
         e = np.asarray(_energy(vs, L), float)  # (steps + 1, chains)
+        tc = p @ temps  # classifier reading per chain (steps + 1, chains)
         m = np.abs(vs.mean(-1))
         e_mean, e_err = e.mean(1), e.std(1, ddof=1) / np.sqrt(e.shape[1])
         T = thermo(e_mean)
@@ -208,9 +261,12 @@ def run(config: dict, out: Path) -> dict:
             "abs_m_err": m.std(1, ddof=1) / np.sqrt(m.shape[1]),
             "e": e_mean,
             "e_chains": e,
+            "T_cls": tc.mean(1),
+            "T_cls_err": tc.std(1, ddof=1) / np.sqrt(tc.shape[1]),
+            "p_cls": p.mean(1),  # mean class probabilities (steps + 1, n_T)
         }
 
-    reads = {k: readout(v) for k, v in flows.items()}
+    reads = {k: readout(v, probs[k]) for k, v in flows.items()}
     n_tail = max(1, int(config["tail_fraction"] * config["flow_steps"]))
     fixed = {}
     for r in rbms:
@@ -224,6 +280,7 @@ def run(config: dict, out: Path) -> dict:
         # per-start tail temperatures as an honest error (they are correlated within
         # a start)
         per_start = [float(np.nanmean(reads[(r, s)]["T"][-n_tail:])) for s in starts]
+        cls_start = [float(np.mean(reads[(r, s)]["T_cls"][-n_tail:])) for s in starts]
         m_start = [float(np.mean(reads[(r, s)]["abs_m"][-n_tail:])) for s in starts]
         fixed[r] = {
             "T": float(thermo(tails_e.mean())),
@@ -241,6 +298,14 @@ def run(config: dict, out: Path) -> dict:
             ),
             "abs_m": float(tails_m.mean()),
             "energy": float(tails_e.mean()),
+            # the classifier's reading of the same tails (pooled and per start)
+            "T_classifier": float(np.mean(cls_start)),
+            "T_classifier_per_start": dict(zip(starts, cls_start)),
+            # last flow step only, both thermometers (means over the chains)
+            "T_final_step_energy": {s: float(reads[(r, s)]["T"][-1]) for s in starts},
+            "T_final_step_classifier": {
+                s: float(reads[(r, s)]["T_cls"][-1]) for s in starts
+            },
         }
 
     # ---- figure 1: T(step) and |m|(step) for each RBM --------------------------------
@@ -265,11 +330,12 @@ def run(config: dict, out: Path) -> dict:
                 alpha=0.25,
                 lw=0,
             )
+            ax_t.plot(steps, d["T_cls"], "--", color=colours[s], lw=1.3)
             ax_m.plot(steps, d["abs_m"], "-", color=colours[s], label=s)
         ax_t.set(
             ylim=(0.9, max(temps) + 0.6),
             xlabel="flow step n",
-            ylabel="thermometer T(⟨e⟩)",
+            ylabel="temperature read-out",
             title=f"RBM trained on {r}\n"
             + (
                 f"fixed point T* = {fixed[r]['T']:.2f}"
@@ -292,11 +358,14 @@ def run(config: dict, out: Path) -> dict:
         )
         ax_m.set(xlabel="flow step n", ylabel="⟨|m|⟩", ylim=(0, 1.02))
         if col == 0:
+            ax_t.plot([], [], "-", color="0.3", label="energy T(⟨e⟩)")
+            ax_t.plot([], [], "--", color="0.3", lw=1.3, label="classifier ⟨Σ p_c T_c⟩")
             ax_t.legend(fontsize=7, loc="upper right", ncol=2)
             ax_m.legend(fontsize=7, loc="lower right", ncol=2)
     fig.suptitle(
-        f"RBM flow v → h → v′ on the {L}×{L} Ising torus, read by the exact energy "
-        f"thermometer ({n_fc} chains per start; bands: ±1 s.e.)"
+        f"RBM flow v → h → v′ on the {L}×{L} Ising torus, {n_fc} chains per start\n"
+        f"exact energy thermometer (solid; bands ±1 s.e.) and classifier thermometer "
+        f"(dashed; held-out accuracy {accuracy:.2f} over {len(temps)} classes)"
     )
     plotting.save(fig, out / "rbm_flow_temperature.png")
 
@@ -304,7 +373,7 @@ def run(config: dict, out: Path) -> dict:
     ex = [n for n in config["example_steps"] if n <= config["flow_steps"]]
     first = next(iter(rbms))
     rows = [(first, f"T₀ = {config['flow_starts'][0]:g}"), (first, "T₀ = ∞ (random)")]
-    fig, axes = plotting.figure(len(ex), len(rows), width=1.7, height=1.9)
+    fig, axes = plotting.figure(len(ex), len(rows), width=1.9, height=1.9)
     for i, (r, s) in enumerate(rows):
         d = reads[(r, s)]
         for j, n in enumerate(ex):
@@ -320,15 +389,94 @@ def run(config: dict, out: Path) -> dict:
             ax.set_yticks([])
             ax.grid(False)
             T_n = d["T"][n]
-            label = f"T = {T_n:.2f}" if np.isfinite(T_n) else "T off scale"
+            label = f"T_E = {T_n:.2f}" if np.isfinite(T_n) else "T_E off scale"
+            label += f", T_NN = {d['T_cls'][n]:.2f}"
             ax.set_title(f"n = {n}\n{label}", fontsize=8)
         axes[i, 0].set_ylabel(s, fontsize=8)
     fig.suptitle(
-        f"One chain of the flow of the RBM trained on {first} (T: thermometer "
-        f"reading of all {n_fc} chains at step n)",
+        f"One chain of the flow of the RBM trained on {first} (readings of all "
+        f"{n_fc} chains at step n: T_E energy thermometer, T_NN classifier)",
         fontsize=10,
     )
     plotting.save(fig, out / "rbm_flow_configurations.png")
+
+    # ---- figure 3: the classifier thermometer -----------------------------------------
+    ncol = 1 + len(starts)
+    fig, axes = plotting.figure(3, (ncol + 2) // 3, width=4.4, height=3.6)
+    axes = axes.ravel()
+    ax = axes[0]
+    lim = (temps.min() - 0.3, temps.max() + 0.3)
+    ax.plot(lim, lim, ":", color="0.4", lw=1.2, label="read = true")
+    ax.errorbar(
+        temps,
+        T_cls_held.mean(1),
+        T_cls_held.std(1, ddof=1),
+        fmt="o-",
+        color=plotting.PALETTE[0],
+        capsize=3,
+        label="classifier, per config (mean ± sd)",
+    )
+    e_held = np.asarray(_energy(held, L), float)  # (n_T, n_held)
+    T_read_held = thermo(e_held.mean(1))
+    # baseline classifier from the energy alone: the class whose exact u(T_c) is
+    # nearest to the configuration's energy per spin
+    with jax.enable_x64(True):
+        u_c = np.asarray(
+            jax.vmap(lambda T: rg.torus_energy(1.0 / T, L, L))(jnp.asarray(temps))
+        )
+    nearest = np.abs(e_held[..., None] - u_c).argmin(-1)
+    accuracy_energy = float(np.mean(nearest == np.arange(len(temps))[:, None]))
+    ax.plot(
+        temps,
+        T_read_held,
+        "s--",
+        color=plotting.PALETTE[1],
+        label="energy thermometer, T(⟨e⟩) per T",
+    )
+    ax.axvline(T_c, color="k", ls="--", lw=1.0)
+    ax.set(
+        xlim=lim,
+        ylim=lim,
+        xlabel="true T of the Monte Carlo data",
+        ylabel="read T",
+        title=f"held-out data: classifier accuracy {accuracy:.2f}\n(±1 class "
+        f"{accuracy_1:.2f}; energy, nearest u(T_c): {accuracy_energy:.2f})",
+    )
+    ax.legend(fontsize=7, loc="upper left")
+    edges = np.concatenate(
+        [[temps[0] - 0.5 * (temps[1] - temps[0])], 0.5 * (temps[1:] + temps[:-1])]
+    )
+    edges = np.append(edges, temps[-1] + 0.5 * (temps[-1] - temps[-2]))
+    p_max = max(float(reads[(first, s)]["p_cls"].max()) for s in starts)
+    for ax, s in zip(axes[1:], starts):
+        d = reads[(first, s)]
+        im = ax.pcolormesh(
+            np.append(steps, steps[-1] + 1) - 0.5,
+            edges,
+            d["p_cls"].T,
+            cmap="viridis",
+            vmin=0,
+            vmax=p_max,
+            shading="flat",
+        )
+        ax.plot(steps, d["T_cls"], "-", color="w", lw=1.2, label="Σ p_c T_c")
+        ax.axhline(T_c, color="w", ls="--", lw=1.0, label="T_c")
+        ax.set(
+            xlabel="flow step n",
+            ylabel="class temperature T_c",
+            title=f"{s}: class probabilities ⟨p(T_c|v⁽ⁿ⁾)⟩",
+            ylim=(edges[0], edges[-1]),
+        )
+        ax.grid(False)
+        ax.legend(fontsize=7, loc="upper right")
+    for ax in axes[1 + len(starts) :]:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=list(axes[1:]), shrink=0.6, label="mean class probability")
+    fig.suptitle(
+        f"Classifier thermometer ({L}×{L}, MLP width {tc['width']}, flip-symmetric) "
+        f"reading the flow of the RBM trained on {first}"
+    )
+    plotting.save(fig, out / "rbm_flow_classifier.png")
 
     def per_step(r, s, name):
         return [float(x) for x in reads[(r, s)][name]]
@@ -342,6 +490,30 @@ def run(config: dict, out: Path) -> dict:
         "sampling_s": t_sample,
         "training_s": t_train,
         "flow_s": t_flow,
+        "classifier_thermometer": {
+            "training_and_held_out_s": t_classifier,
+            "num_training_samples": int(train.shape[0] * train.shape[1]),
+            "classes_T": temps.tolist(),
+            "held_out_accuracy": accuracy,
+            "held_out_accuracy_within_one_class": accuracy_1,
+            "held_out_cross_entropy": cross_entropy,
+            "chance_cross_entropy_ln_n_classes": float(np.log(len(temps))),
+            # reference: nearest exact u(T_c) to each configuration's energy
+            "held_out_accuracy_energy_nearest_class": accuracy_energy,
+            "held_out_mean_read_T": T_cls_held.mean(1).tolist(),
+            "held_out_sd_read_T": T_cls_held.std(1, ddof=1).tolist(),
+            "held_out_energy_thermometer_T": T_read_held.tolist(),
+        },
+        "final_T": {
+            r: {
+                s: {
+                    "energy": float(reads[(r, s)]["T"][-1]),
+                    "classifier": float(reads[(r, s)]["T_cls"][-1]),
+                }
+                for s in starts
+            }
+            for r in rbms
+        },
         "thermometer_check_data": {
             "T_true": temps.tolist(),
             "T_read": [float(x) for x in T_read_data],
@@ -350,6 +522,9 @@ def run(config: dict, out: Path) -> dict:
         "fixed_point": fixed,
         "T_per_step": {f"{r} | {s}": per_step(r, s, "T") for r, s in reads},
         "abs_m_per_step": {f"{r} | {s}": per_step(r, s, "abs_m") for r, s in reads},
+        "T_classifier_per_step": {
+            f"{r} | {s}": per_step(r, s, "T_cls") for r, s in reads
+        },
     }
 
 

@@ -88,6 +88,18 @@ def test_rbm_flow_single_chain_and_zero_steps():
     )
 
 
+def test_rbm_flow_with_bernoulli_units_is_the_same_chain():
+    # to_units("bernoulli") gives conditionals σ(x′) = σ(2x) for the same states under
+    # v = (s + 1)/2, so with the same key the 0/1 flow is the ±1 flow, bit for bit.
+    rbm = rg.RBM.random(jax.random.key(2), 9, 6, 0.5)
+    s0 = np.sign(np.random.default_rng(1).normal(size=(50, 9)))
+    spins = rg.rbm_flow(rbm, jax.random.key(3), s0, 5)
+    bits = rg.rbm_flow(rbm.to_units("bernoulli"), jax.random.key(3), (s0 + 1) / 2, 5)
+    np.testing.assert_array_equal(bits, (spins + 1) / 2)
+    with pytest.raises(ValueError, match="0/1 bits"):
+        rg.rbm_flow(rbm.to_units("bernoulli"), jax.random.key(3), s0, 5)
+
+
 def test_rbm_flow_rejects_bad_input():
     rbm = rg.RBM.ising_bonds(2, 2, 0.3)
     key = jax.random.key(0)
@@ -99,3 +111,104 @@ def test_rbm_flow_rejects_bad_input():
         rg.rbm_flow(rbm, key, np.ones((3, 5)), 2)
     with pytest.raises(ValueError, match="±1"):
         rg.rbm_flow(rbm, key, np.zeros((3, 4)), 2)
+
+
+# ---- classifier thermometer -----------------------------------------------------------
+
+_L = 8
+_T_CLASSES = (1.5, 2.25, 3.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def ising_8x8():
+    """300 independent 8×8 configurations per temperature (300 Metropolis chains, 200
+    sweeps from a cold start; the sign of m is irrelevant to a flip-symmetric
+    thermometer), float32."""
+    with jax.enable_x64(False):
+        return {
+            T: np.asarray(
+                rg.sample_ising(
+                    jax.random.key(i),
+                    _L,
+                    1.0 / T,
+                    sampler="metropolis",
+                    num_chains=300,
+                    num_measurements=1,
+                    thermalization=200,
+                    start="cold",
+                ).spins
+            )
+            for i, T in enumerate(_T_CLASSES)
+        }
+
+
+def _split(data, temps, n_train=200):
+    train = np.concatenate([data[T][:n_train] for T in temps])
+    test = np.concatenate([data[T][n_train:] for T in temps])
+    return (
+        train,
+        np.repeat(temps, n_train),
+        test,
+        np.repeat(temps, len(data[temps[0]]) - n_train),
+    )
+
+
+def test_classifier_thermometer_reads_two_temperatures(ising_8x8):
+    temps = (1.5, 5.0)
+    x, t, x_test, t_test = _split(ising_8x8, temps)
+    with jax.enable_x64(False):
+        th = rg.train_thermometer(
+            jax.random.key(5), x, t, width=32, steps=500, learning_rate=3e-3
+        )
+        p = np.asarray(th.probabilities(x_test))
+        T_read = np.asarray(th(x_test))
+        T_flip = np.asarray(th(-x_test))
+        T_flat = np.asarray(th(x_test.reshape(len(x_test), -1)))
+        T_one = float(th(x_test[0]))
+        with pytest.raises(ValueError, match=r"\(\.\.\., 64\)"):
+            th(np.ones((3, 5, 5)))
+    np.testing.assert_array_equal(th.temperatures, temps)
+    assert p.shape == (len(x_test), 2)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+    # held-out accuracy, and the read-out T = Σ_c p_c T_c near the true T
+    accuracy = np.mean(np.asarray(temps)[p.argmax(1)] == t_test)
+    assert accuracy >= 0.95, accuracy
+    for T in temps:
+        assert abs(T_read[t_test == T].mean() - T) < 0.25, (T, T_read[t_test == T])
+    np.testing.assert_allclose(T_read, p @ np.asarray(temps), rtol=1e-6)
+    # Z₂: the read-out is invariant under a global flip (exactly, by construction)
+    np.testing.assert_allclose(T_flip, T_read, rtol=0, atol=1e-6)
+    # (N, L, L), (N, L²) and one unbatched configuration give the same reading
+    np.testing.assert_array_equal(T_flat, T_read)
+    np.testing.assert_allclose(T_one, T_read[0], rtol=1e-6)
+
+
+def test_classifier_thermometer_is_monotone_in_temperature(ising_8x8):
+    x, t, x_test, t_test = _split(ising_8x8, _T_CLASSES)
+    with jax.enable_x64(False):
+        th = rg.train_thermometer(
+            jax.random.key(6), x, t, width=32, steps=500, learning_rate=3e-3
+        )
+        T_read = np.asarray(th(x_test))
+    means = [T_read[t_test == T].mean() for T in _T_CLASSES]
+    assert np.all(np.diff(means) > 0), means
+    assert np.all(
+        (T_read >= min(_T_CLASSES) - 1e-5) & (T_read <= max(_T_CLASSES) + 1e-5)
+    )
+
+
+def test_train_thermometer_rejects_bad_input():
+    key = jax.random.key(0)
+    s = np.ones((4, 4, 4))
+    with pytest.raises(ValueError, match="one entry per configuration"):
+        rg.train_thermometer(key, s, [1.0, 2.0, 1.0])
+    with pytest.raises(ValueError, match=">= 2 distinct"):
+        rg.train_thermometer(key, s, [2.0] * 4)
+    with pytest.raises(ValueError, match="±1"):
+        rg.train_thermometer(key, np.zeros((4, 16)), [1.0, 2.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match=r"\(N, L, L\)"):
+        rg.train_thermometer(key, np.ones((4, 2, 8)), [1.0, 2.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="positive"):
+        rg.train_thermometer(key, s, [1.0, -2.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="steps"):
+        rg.train_thermometer(key, s, [1.0, 2.0, 1.0, 2.0], steps=0)

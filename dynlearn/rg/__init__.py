@@ -42,8 +42,10 @@ from ._exact import (
     torus_specific_heat as torus_specific_heat,
 )
 from ._flow import (
+    ClassifierThermometer as ClassifierThermometer,
     energy_thermometer as energy_thermometer,
     rbm_flow as rbm_flow,
+    train_thermometer as train_thermometer,
 )
 from ._ising import (
     SAMPLERS as SAMPLERS,
@@ -73,8 +75,10 @@ from ._rbm import (
 
 
 __all__ = [
+    "ClassifierThermometer",
     "energy_thermometer",
     "rbm_flow",
+    "train_thermometer",
     "HiddenLayout",
     "LatticeObservables",
     "coarse_grain",

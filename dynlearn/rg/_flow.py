@@ -14,7 +14,9 @@ distribution of the learned model. The thermometer is the exact one of the model
 the data came from: the temperature whose finite-torus equilibrium energy (Kaufman
 1949) equals the measured mean energy — the maximum-likelihood temperature of a set of
 configurations under the Ising Boltzmann family (an exponential family in K, whose
-likelihood equation is u(K) = ⟨e⟩).
+likelihood equation is u(K) = ⟨e⟩). Iso et al.'s own thermometer, a classifier
+trained on configurations labelled by their temperature, is
+[`dynlearn.rg.train_thermometer`][].
 """
 
 from __future__ import annotations
@@ -22,21 +24,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+import optax
 from jax.typing import ArrayLike
 
+from .._network import MLP
 from ._exact import torus_log_partition
-from ._rbm import RBM
+from ._rbm import RBM, _off, _prob_on
 
 
 def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
     """Iterate the RBM flow v → h → v′ of Iso, Shiba & Yokoo (arXiv:1801.07172, Sec. III).
 
     One step draws $h \\sim p_λ(h|v)$, then $v' \\sim p_λ(v|h)$, both as **samples**
-    (±1 spins), for every chain independently. With samples the step is the block
+    (±1 spins, or 0/1 bits for a `units="bernoulli"` RBM), for every chain
+    independently. With samples the step is the block
     Gibbs kernel of the RBM, whose stationary distribution is exactly the model's
     visible marginal $p_λ(v) ∝ e^{−H^{RBM}(v)}$, and every $v^{(n)}$ is a genuine spin
     configuration that an Ising thermometer can read. Replacing the visible step by
@@ -46,9 +52,11 @@ def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
 
     **Arguments:**
 
-    - `rbm`: a ±1 [`dynlearn.rg.RBM`][].
+    - `rbm`: a [`dynlearn.rg.RBM`][] (±1 spins for Ising configurations; 0/1 units
+      work too).
     - `key`: PRNG key.
-    - `v0`: starting configurations, ±1, shape (N, n_v) (or (n_v,) for one chain).
+    - `v0`: starting configurations in the RBM's units, shape (N, n_v) (or (n_v,) for
+      one chain).
     - `steps`: number of v → h → v′ steps, an integer ≥ 0.
 
     **Returns:** the configurations at every step, shape (steps + 1, N, n_v) in the
@@ -63,10 +71,16 @@ def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
             f"v0 must have shape (N, {rbm.n_visible}) (one row per chain, as many "
             f"columns as the RBM has visible units), got {v0.shape}."
         )
-    if not isinstance(v0, jax.core.Tracer) and not bool(jnp.all(jnp.abs(v0) == 1)):
+    spins = rbm.units == "spin"
+    if not isinstance(v0, jax.core.Tracer) and not bool(
+        jnp.all(jnp.abs(v0) == 1) if spins else jnp.all((v0 == 0) | (v0 == 1))
+    ):
         raise ValueError(
             "v0 must hold ±1 spins (the RBM's unit convention); convert {0,1} bits "
             "with v = 2x − 1."
+            if spins
+            else "v0 must hold 0/1 bits (this RBM has units='bernoulli'); convert ±1 "
+            "spins with x = (s + 1) / 2."
         )
     v0 = v0.astype(rbm.weight.dtype)
     batch = v0[None] if single else v0
@@ -76,15 +90,17 @@ def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
 
 @jax.jit(static_argnames="steps")
 def _flow(rbm, key, v0, steps):
-    # p(h_j = +1 | v) = σ(2(b + Wᵀv)_j), p(v_i = +1 | h) = σ(2(a + Wh)_i), as in
-    # RBM.sample_hidden / sample_visible, for the whole batch at once (one uniform
+    # p(h_j = on | v) and p(v_i = on | h) as in RBM.sample_hidden / sample_visible
+    # (σ(2x) for spins, σ(x) for bits), for the whole batch at once (one uniform
     # draw per layer instead of one key per chain: much cheaper to compile).
+    off = _off(rbm.units)
+
     def step(v, k):
         kh, kv = jr.split(k)
-        ph = jax.nn.sigmoid(2 * (rbm.hidden_bias + v @ rbm.weight))
-        h = jnp.where(jr.uniform(kh, ph.shape, ph.dtype) < ph, 1.0, -1.0)
-        pv = jax.nn.sigmoid(2 * (rbm.visible_bias + h.astype(v.dtype) @ rbm.weight.T))
-        v = jnp.where(jr.uniform(kv, pv.shape, pv.dtype) < pv, 1.0, -1.0)
+        ph = _prob_on(rbm.units, rbm.hidden_bias + v @ rbm.weight)
+        h = jnp.where(jr.uniform(kh, ph.shape, ph.dtype) < ph, 1.0, off)
+        pv = _prob_on(rbm.units, rbm.visible_bias + h.astype(v.dtype) @ rbm.weight.T)
+        v = jnp.where(jr.uniform(kv, pv.shape, pv.dtype) < pv, 1.0, off)
         v = v.astype(v0.dtype)
         return v, v
 
@@ -195,3 +211,184 @@ def _energy_table(x, L):
         return -d1 / (L * L), K * d2 / (L * L)
 
     return jax.vmap(one)(x)
+
+
+# --------------------------------------------------------------------------------------
+# Classifier thermometer (Iso, Shiba & Yokoo 2018, Sec. III)
+
+
+class ClassifierThermometer(eqx.Module):
+    """A neural-network thermometer for ±1 spin configurations: a classifier over a
+    fixed set of temperatures (Iso, Shiba & Yokoo, arXiv:1801.07172, Sec. III), made by
+    [`dynlearn.rg.train_thermometer`][].
+
+    The network $f$ ([`dynlearn.MLP`][], L² spins in, one logit per class out) is
+    symmetrised under the global flip of the Ising model,
+
+    $$p(c|s) = \\tfrac12\\,[\\operatorname{softmax} f(s) +
+    \\operatorname{softmax} f(−s)]_c,$$
+
+    so $p(c|s) = p(c|−s)$ exactly (to the last bit: the combination is symmetric in
+    its two terms). The **reading** of a configuration is the probability-weighted
+    mean temperature $\\hat T(s) = \\sum_c p(c|s)\\,T_c$: a continuous read-out that
+    interpolates between the training temperatures and can never leave
+    $[\\min T_c, \\max T_c]$ (the argmax class would only give the nearest training
+    temperature; Iso et al. show the class probabilities themselves, see
+    `probabilities`). Where the classifier is unsure, the mean is pulled towards the
+    middle of the classes, so the reading is a calibrated thermometer only after
+    comparison with its readings of held-out data at known T.
+
+    Fields: `network` (the MLP), `temperatures` (the classes $T_c$, increasing),
+    `n_sites` (L², static).
+
+    Calls take configurations of shape (..., L, L) or (..., L²), ±1 (any real
+    values are accepted, e.g. RBM means, but the network was only trained on spins).
+    """
+
+    network: MLP
+    temperatures: jax.Array
+    n_sites: int = eqx.field(static=True)
+
+    def _flat(self, configurations) -> jax.Array:
+        x = jnp.asarray(configurations, self.temperatures.dtype)
+        n = self.n_sites
+        if x.ndim >= 1 and x.shape[-1] == n:
+            return x
+        if x.ndim >= 2 and x.shape[-1] * x.shape[-2] == n:
+            return x.reshape(x.shape[:-2] + (n,))
+        raise ValueError(
+            f"configurations must have shape (..., {n}) or (..., L, L) with "
+            f"L² = {n} (the size the thermometer was trained on), got {x.shape}."
+        )
+
+    def log_probabilities(self, configurations: ArrayLike) -> jax.Array:
+        """ln p(c|s) for every class c, shape (..., n_classes) (flip-symmetrised)."""
+        x = self._flat(configurations)
+        flat = x.reshape(-1, self.n_sites)
+        out = _symmetric_log_probs(self.network, flat)
+        return out.reshape(x.shape[:-1] + (out.shape[-1],))
+
+    def probabilities(self, configurations: ArrayLike) -> jax.Array:
+        """p(c|s), shape (..., n_classes); column c belongs to `temperatures[c]`."""
+        return jnp.exp(self.log_probabilities(configurations))
+
+    def __call__(self, configurations: ArrayLike) -> jax.Array:
+        """The read temperature $\\sum_c p(c|s) T_c$ of each configuration, shape
+        (...) for configurations (..., L, L) or (..., L²)."""
+        return self.probabilities(configurations) @ self.temperatures
+
+
+@eqx.filter_jit
+def _symmetric_log_probs(net, x):
+    """ln ½[softmax f(s) + softmax f(−s)] for a batch x (B, n)."""
+    a = jax.nn.log_softmax(jax.vmap(net)(x), axis=-1)
+    b = jax.nn.log_softmax(jax.vmap(net)(-x), axis=-1)
+    return jnp.logaddexp(a, b) - jnp.log(2.0).astype(a.dtype)
+
+
+def train_thermometer(
+    key: jax.Array,
+    configurations: ArrayLike,
+    temperatures: ArrayLike,
+    *,
+    width: int = 64,
+    depth: int = 1,
+    activation: str | Callable = "relu",
+    steps: int = 2000,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    optimizer: optax.GradientTransformation | None = None,
+) -> ClassifierThermometer:
+    """Train a temperature classifier on labelled Ising configurations, the
+    thermometer of Iso, Shiba & Yokoo (arXiv:1801.07172, Sec. III).
+
+    The classes are the distinct values of `temperatures`, in increasing order. The
+    network is a [`dynlearn.MLP`][] `L² → width (× depth) → n_classes`; its
+    flip-symmetrised class probabilities (see [`dynlearn.rg.ClassifierThermometer`][])
+    are fitted by minimising the cross-entropy $−\\langle \\ln p(c_i|s_i)\\rangle$
+    over minibatches of `batch_size` configurations drawn uniformly with replacement,
+    `steps` optimizer steps in one jitted `lax.scan`. Because the model is symmetric
+    by construction, no flipped copies of the data are needed.
+
+    **Arguments:**
+
+    - `key`: PRNG key (network initialisation and minibatches).
+    - `configurations`: ±1 spins, shape (N, L, L) or (N, L²).
+    - `temperatures`: the temperature of each configuration, shape (N,), at least two
+      distinct positive values.
+    - `width`, `depth`, `activation`: the MLP's hidden width, number of hidden layers
+      and activation. The default ReLU has an even part, relu(x) + relu(−x) = |x|,
+      so flip-invariant features such as |m| are one layer away. An odd activation
+      (tanh) with the MLP's zero initial biases makes f odd, f(−s) = −f(s), and then
+      the symmetrised probabilities start exactly uniform for two classes: training
+      begins at a saddle and, measured on 8×8 Ising data, stalls there for some seeds.
+    - `steps`, `batch_size`: optimizer steps and minibatch size.
+    - `learning_rate`: for the default optimizer `optax.adam(learning_rate)`.
+    - `optimizer`: any optax optimizer (then `learning_rate` is unused).
+
+    **Returns:** a [`dynlearn.rg.ClassifierThermometer`][] in the default float dtype.
+
+    !!! example
+        ```python
+        th = train_thermometer(key, spins, T_labels, steps=1000)
+        T_read = th(spins_new)            # (N,) read temperatures
+        p = th.probabilities(spins_new)   # (N, n_classes), columns th.temperatures
+        ```
+    """
+    x = np.asarray(configurations)
+    t = np.asarray(temperatures, float)
+    if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[1] != x.shape[2]):
+        raise ValueError(
+            "configurations must have shape (N, L, L) or (N, L²), one configuration "
+            f"per row, got {x.shape}."
+        )
+    if t.ndim != 1 or t.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"temperatures must have one entry per configuration: got {t.shape} "
+            f"temperatures for {x.shape[0]} configurations."
+        )
+    if not np.all(np.abs(x) == 1):
+        raise ValueError(
+            "configurations must be ±1 spins; convert {0, 1} bits with s = 2x − 1."
+        )
+    if not np.all(np.isfinite(t) & (t > 0)):
+        raise ValueError("temperatures must be finite and positive.")
+    classes, labels = np.unique(t, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"Need configurations at >= 2 distinct temperatures to train a "
+            f"classifier, got only T = {classes.tolist()}."
+        )
+    for name, v in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+    dtype = jnp.asarray(1.0).dtype
+    n = int(np.prod(x.shape[1:]))
+    data = jnp.asarray(x.reshape(len(x), n), dtype)
+    k_init, k_fit = jr.split(key)
+    net = MLP(n, len(classes), width, depth, activation, key=k_init)
+    optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
+    net = _fit(net, optimizer, data, jnp.asarray(labels), k_fit, int(steps), batch_size)
+    return ClassifierThermometer(net, jnp.asarray(classes, dtype), n)
+
+
+def _fit(net, optimizer, data, labels, key, steps, batch_size):
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+
+    def loss(params, x, y):
+        logp = _symmetric_log_probs(eqx.combine(params, static), x)
+        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+    @jax.jit
+    def run(params, data, labels, key):
+        def step(carry, k):
+            params, opt_state = carry
+            idx = jr.randint(k, (batch_size,), 0, data.shape[0])
+            g = jax.grad(loss)(params, data[idx], labels[idx])
+            updates, opt_state = optimizer.update(g, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), None
+
+        carry = (params, optimizer.init(params))
+        return jax.lax.scan(step, carry, jr.split(key, steps))[0][0]
+
+    return eqx.combine(run(params, data, labels, key), static)
