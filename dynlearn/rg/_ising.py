@@ -64,25 +64,18 @@ def _counter_bits(key, shape):
     return _mix32(_mix32(n + k[0]) ^ k[1])
 
 
-def _acceptance_thresholds(K):
-    """32-bit integer thresholds t(sh) for sh = s_i h_i ∈ {−4, −2, 0, 2, 4}: a flip is
-    accepted iff `always[sh]` or bits < t[sh], so with uniform bits its probability is
-    min(1, e^{−2K sh}) (to 2⁻³² beyond the float rounding of the exponential)."""
+def _acceptance(K):
+    """(sign of K as int8, 32-bit thresholds t₂, t₄) for Metropolis on the square lattice.
+
+    With x = sign(K)·s_i h_i ∈ {−4, −2, 0, 2, 4}, a flip has probability
+    min(1, e^{−2K s_i h_i}) = 1 for x ≤ 0 and e^{−2|K|x} for x = 2, 4; it is accepted iff
+    x ≤ 0 or bits < t_x, t_x = ⌊e^{−2|K|x} 2³²⌋, so with uniform 32-bit words the
+    probability is exact to 2⁻³² beyond the float rounding of the exponential. K = 0
+    gives x = 0: every flip is accepted."""
     K = jnp.asarray(K)
-    sh = jnp.arange(-4, 5, 2, dtype=K.dtype)
-    p = jnp.exp(-2.0 * K * sh)
-    always = p >= 1.0
-    t = jnp.where(always, 0.0, jnp.floor(p * 2.0**32)).astype(jnp.uint32)
-    return always, t
-
-
-def _pick(sh, table):
-    """table[(sh + 4) // 2] for sh ∈ {−4, −2, 0, 2, 4}, as a chain of selects."""
-    return jnp.where(
-        sh > 0,
-        jnp.where(sh > 2, table[4], table[3]),
-        jnp.where(sh == 0, table[2], jnp.where(sh < -2, table[0], table[1])),
-    )
+    p = jnp.exp(-2.0 * jnp.abs(K) * jnp.array([2.0, 4.0], K.dtype))
+    t = jnp.where(p < 1.0, jnp.floor(p * 2.0**32), 0.0).astype(jnp.uint32)
+    return jnp.sign(K).astype(jnp.int8), t[0], t[1]
 
 
 def _checkerboard_split(s):
@@ -104,16 +97,16 @@ def _checkerboard_merge(black, white):
     return pairs.reshape(black.shape[0], 2 * black.shape[1])
 
 
-def _half_sweep(S, O, bits, always, t, black):
+def _half_sweep(S, O, bits, acceptance, black):
     """Metropolis update of every site of one colour (S) given the other (O)."""
+    sign, t2, t4 = acceptance
     odd = (jnp.arange(S.shape[0]) % 2 == 1)[:, None]
     # the horizontal neighbours of S[i, c] are O[i, c] and O[i, c ± 1], the sign set
     # by the row parity and the colour (see _checkerboard_split)
     left, right = jnp.roll(O, 1, 1), jnp.roll(O, -1, 1)
     side = jnp.where(odd, right, left) if black else jnp.where(odd, left, right)
-    h = jnp.roll(O, 1, 0) + jnp.roll(O, -1, 0) + O + side
-    sh = S * h
-    accept = _pick(sh, always) | (bits < _pick(sh, t))
+    x = sign * S * (jnp.roll(O, 1, 0) + jnp.roll(O, -1, 0) + O + side)
+    accept = (x <= 0) | (bits < jnp.where(x > 2, t4, t2))
     return jnp.where(accept, -S, S)
 
 
@@ -126,6 +119,8 @@ def metropolis_sweep(
     with probability min(1, e^{−2K s_i h_i}) (h_i: neighbour sum; any sign of K). The
     lattice is held as two int8 sublattice arrays inside the sweeps (half the work of
     a masked update); L and L' must be even, or the periodic lattice is not bipartite.
+    (At K = 0 every flip is accepted and a sweep maps s to −s: Metropolis does not mix
+    at infinite temperature, where a random configuration is an exact sample.)
 
     Random numbers: one 32-bit word per site and sweep, compared with integer
     thresholds. `rng="counter"` (default) draws them from a keyed counter-based
@@ -147,14 +142,14 @@ def metropolis_sweep(
         raise ValueError(f"num_sweeps must be a positive integer, got {num_sweeps!r}.")
     draw = _counter_bits if rng == "counter" else partial(jr.bits, dtype=jnp.uint32)
     K = jnp.asarray(K, jnp.result_type(float, s.dtype))
-    always, t = _acceptance_thresholds(K)
+    acceptance = _acceptance(K)
     half_shape = (2, s.shape[0], s.shape[1] // 2)
 
     def sweep(bw, k):
         b, w = bw
         bits = draw(k, half_shape)
-        b = _half_sweep(b, w, bits[0], always, t, black=True)
-        w = _half_sweep(w, b, bits[1], always, t, black=False)
+        b = _half_sweep(b, w, bits[0], acceptance, black=True)
+        w = _half_sweep(w, b, bits[1], acceptance, black=False)
         return (b, w), None
 
     bw = _checkerboard_split(s.astype(jnp.int8))
