@@ -13,6 +13,21 @@ import jax.tree_util as jtu
 import numpy as np
 
 
+def check_integer(name: str, value: Any, minimum: int = 1) -> int:
+    """`value` as an int, or a ValueError naming `name` if it is not an integer (bools
+    excluded) of at least `minimum`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | np.integer)
+        or (value < minimum)
+    ):
+        what = {0: "a non-negative integer", 1: "a positive integer"}.get(
+            minimum, f"an integer >= {minimum}"
+        )
+        raise ValueError(f"{name} must be {what}, got {value!r}.")
+    return int(value)
+
+
 class NonFiniteError(FloatingPointError):
     """Raised when a flow or an optimiser produces non-finite values or diverges."""
 

@@ -110,3 +110,15 @@ def reference_slope(ax, x0: float, y0: float, slope: float, *, decades: float = 
         fontsize=8,
         color="0.3",
     )
+
+
+def spins(ax, configuration, side: int | None = None) -> None:
+    """Show one ±1 configuration (or values in [−1, 1], e.g. RBM means) on `ax` as a
+    side×side image: +1 black, −1 white, no ticks or grid. `side` defaults to the
+    square root of the number of sites."""
+    c = np.asarray(configuration, float)
+    side = int(round(np.sqrt(c.size))) if side is None else side
+    ax.imshow(c.reshape(side, -1), cmap="gray_r", vmin=-1, vmax=1, interpolation="none")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)

@@ -378,16 +378,7 @@ def run(config: dict, out: Path) -> dict:
         for j, (how, d, imgs) in enumerate(cols):
             ax = axes[i, j]
             img = held_np[idx] if imgs is None else imgs[idx]
-            ax.imshow(
-                img.reshape(L, L),
-                cmap="gray_r",
-                vmin=-1,
-                vmax=1,
-                interpolation="none",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
+            plotting.spins(ax, img, L)
             m = float(np.mean(held_np[idx]))
             if imgs is not None:
                 q = float(np.mean(held_np[idx] * img))

@@ -378,16 +378,7 @@ def run(config: dict, out: Path) -> dict:
         d = reads[(r, s)]
         for j, n in enumerate(ex):
             ax = axes[i, j]
-            ax.imshow(
-                flows[(r, s)][n, 0].reshape(L, L),
-                cmap="gray_r",
-                vmin=-1,
-                vmax=1,
-                interpolation="none",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
+            plotting.spins(ax, flows[(r, s)][n, 0], L)
             T_n = d["T"][n]
             label = f"T_E = {T_n:.2f}" if np.isfinite(T_n) else "T_E off scale"
             label += f", T_NN = {d['T_cls'][n]:.2f}"

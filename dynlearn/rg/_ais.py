@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._misc import check_integer
 from ._rbm import RBM, _log_sum, _off, _prob_on
 
 
@@ -28,14 +29,6 @@ class AISEstimate(NamedTuple):
     effective_sample_size: jax.Array
     log_weights: jax.Array
     log_z_base: jax.Array
-
-
-def _check_positive_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def ais_log_partition(
@@ -92,11 +85,11 @@ def ais_log_partition(
     """
     if not isinstance(rbm, RBM):
         raise ValueError(f"rbm must be a dynlearn.rg.RBM, got {type(rbm).__name__}.")
-    num_chains = _check_positive_int("num_chains", num_chains, 2)
-    gibbs_steps = _check_positive_int("gibbs_steps", gibbs_steps, 1)
+    num_chains = check_integer("num_chains", num_chains, 2)
+    gibbs_steps = check_integer("gibbs_steps", gibbs_steps, 1)
     dtype = rbm.weight.dtype
     if betas is None:
-        num_betas = _check_positive_int("num_betas", num_betas, 2)
+        num_betas = check_integer("num_betas", num_betas, 2)
         betas = jnp.linspace(0.0, 1.0, num_betas, dtype=dtype)
     else:
         b = np.asarray(betas, float)

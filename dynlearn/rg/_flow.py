@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from .._misc import check_integer
 from .._network import MLP
 from ._exact import torus_log_partition
 from ._rbm import RBM, _off, _prob_on
@@ -62,8 +63,7 @@ def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
     **Returns:** the configurations at every step, shape (steps + 1, N, n_v) in the
     RBM's dtype; index 0 is `v0` (for a 1-D `v0`: shape (steps + 1, n_v)).
     """
-    if isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 0:
-        raise ValueError(f"steps must be an integer >= 0, got {steps!r}.")
+    check_integer("steps", steps, 0)
     v0 = jnp.asarray(v0)
     single = v0.ndim == 1
     if v0.ndim not in (1, 2) or v0.shape[-1] != rbm.n_visible:
@@ -360,8 +360,7 @@ def train_thermometer(
             f"classifier, got only T = {classes.tolist()}."
         )
     for name, v in (("steps", steps), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+        check_integer(name, v)
     dtype = jnp.asarray(1.0).dtype
     n = int(np.prod(x.shape[1:]))
     data = jnp.asarray(x.reshape(len(x), n), dtype)

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._misc import check_integer
+
 
 Sampler = Literal["metropolis", "wolff", "swendsen_wang"]
 SAMPLERS = ("metropolis", "wolff", "swendsen_wang")
@@ -138,8 +140,7 @@ def metropolis_sweep(
         )
     if rng not in ("counter", "jax"):
         raise ValueError(f"rng must be 'counter' or 'jax', got {rng!r}.")
-    if not isinstance(num_sweeps, int | np.integer) or num_sweeps < 1:
-        raise ValueError(f"num_sweeps must be a positive integer, got {num_sweeps!r}.")
+    check_integer("num_sweeps", num_sweeps)
     draw = _counter_bits if rng == "counter" else partial(jr.bits, dtype=jnp.uint32)
     K = jnp.asarray(K, jnp.result_type(float, s.dtype))
     acceptance = _acceptance(K)
@@ -288,8 +289,7 @@ def sample_ising(
         ("num_measurements", num_measurements),
         ("updates_per_measurement", updates_per_measurement),
     ):
-        if not isinstance(v, int | np.integer) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}.")
+        check_integer(name, v)
     if L < 2:
         raise ValueError(f"L must be >= 2, got {L}.")
     if sampler == "metropolis" and L % 2:
@@ -297,10 +297,7 @@ def sample_ising(
             f"Checkerboard Metropolis needs an even L (got L = {L}): an odd periodic "
             "lattice is not bipartite. Use sampler='wolff' or 'swendsen_wang'."
         )
-    if not isinstance(thermalization, int | np.integer) or thermalization < 0:
-        raise ValueError(
-            f"thermalization must be a non-negative integer, got {thermalization!r}."
-        )
+    check_integer("thermalization", thermalization, 0)
     if not isinstance(K, jax.core.Tracer):
         if not np.all(np.isfinite(np.asarray(K))):
             raise ValueError(f"The coupling K = J/(k_B T) must be finite, got {K!r}.")

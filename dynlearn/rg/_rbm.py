@@ -27,6 +27,8 @@ import jax.random as jr
 import numpy as np
 import optax
 
+from .._misc import check_integer
+
 
 _UNITS = ("spin", "bernoulli")
 
@@ -356,8 +358,7 @@ def train_rbm(
                 "data must be 0/1 bits (this RBM's unit convention, units='bernoulli'); "
                 "±1 spins s convert with (s + 1) / 2, or train rbm.to_units('spin')."
             )
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
+    check_integer("steps", steps)
     if monitor_every < 1 or steps % monitor_every:
         raise ValueError(
             f"steps ({steps}) must be a multiple of monitor_every ({monitor_every} "
