@@ -5,9 +5,10 @@ Mehta & Schwab (arXiv:1410.3831, Fig. 3) trained a deep belief network 1600 → 
 ξ_exp = 7.47) and saw local, block-like receptive fields that grow with depth. This
 scenario repeats the experiment and turns the pictures into numbers, layer by layer:
 
-- receptive fields (products of weight matrices, MS14 App. B) and their RMS radius on
-  the torus, against a uniform 2^l × 2^l block (what b = 2 block spins would give) and
-  against a field spread over the whole lattice;
+- receptive fields (products of weight matrices, MS14 App. B), their radius on the
+  torus (fitted and RMS) and their locality index (the fraction of the lattice in the
+  smallest disc holding 90% of |field|, or of field²), against a uniform 2^l × 2^l block (what b = 2
+  block spins would give) and against a field spread over the whole lattice;
 - the RG flow of ⟨|m|⟩, the nearest-neighbour correlation and the second-moment
   correlation length ξ₂ (in units of the coarse lattice) of the configurations the stack
   produces (hidden units placed at their receptive-field centres, signs fixed by the
@@ -223,6 +224,7 @@ def run(config: dict, out: Path) -> dict:
     majority = configs
     q_block = []
     fields, radii, radii_sq, radii_abs, layouts = [], [], [], [], []
+    local, local_sq = [], []
     for depth, (h, side) in enumerate(zip(hidden, sides), start=1):
         f = np.asarray(rg.receptive_fields(rbms[:depth], L))
         layout = rg.HiddenLayout.from_fields(f)
@@ -231,6 +233,8 @@ def run(config: dict, out: Path) -> dict:
         radii.append(np.asarray(rg.fitted_radius(f)))
         radii_sq.append(np.asarray(rg.receptive_radius(f, power=2)))
         radii_abs.append(np.asarray(rg.receptive_radius(f, power=1)))
+        local.append(np.asarray(rg.locality_index(f, 0.9)))
+        local_sq.append(np.asarray(rg.locality_index(f, 0.9, power=2)))
         rows_dbn.append(_observables(layout(h)))
         b = majority.shape[-1] // side
         majority = rg.majority_rule(jr.fold_in(k_major, depth), majority, b)
@@ -248,6 +252,8 @@ def run(config: dict, out: Path) -> dict:
     for i in range(len(sizes)):
         blocks[i, : 2 ** (i + 1), : 2 ** (i + 1)] = 1.0
     block_r = np.asarray(rg.fitted_radius(blocks))
+    block_local = np.asarray(rg.locality_index(blocks, 0.9))
+    uniform_local = float(rg.locality_index(np.ones((L, L)), 0.9))
     block_rms = np.sqrt((4.0 ** depths[1:] - 1) / 6)  # RMS radius, any weights
     uniform_r = L / np.sqrt(6)  # RMS distance of a field spread over the whole torus
     mean_r = np.array([r.mean() for r in radii])
@@ -277,14 +283,18 @@ def run(config: dict, out: Path) -> dict:
         ax.grid(False)
         ax.set_title(
             f"layer {i + 1} ({sizes[i]} units): {show}×{show} neighbours\n"
-            f"fitted radius {np.median(radii[i]):.2f} (median); "
-            f"{2 ** (i + 1)}×{2 ** (i + 1)} block: {block_r[i]:.2f}",
+            f"median fitted radius {np.median(radii[i]):.2f} "
+            f"({2 ** (i + 1)}×{2 ** (i + 1)} block: {block_r[i]:.2f})\n"
+            f"median locality |r| {np.median(local[i]):.2f}, r² "
+            f"{np.median(local_sq[i]):.2f} (block: {block_local[i]:.3f})",
             fontsize=10,
         )
     fig.colorbar(im, ax=axes[0, -1], shrink=0.7, label="r / max|r|")
     fig.suptitle(
-        f"Effective receptive fields W¹⋯Wˡ, {L}×{L} Ising at K = {K} "
-        "(each tile: one hidden unit on the full lattice)"
+        f"Effective receptive fields W¹⋯Wˡ, {L}×{L} Ising at K = {K}\n"
+        "(each tile: one hidden unit on the full lattice; locality: lattice share of "
+        "the\nsmallest disc holding 90% of |r| or r², "
+        f"{uniform_local:.2f} for a field spread over the torus)"
     )
     plotting.save(fig, out / "receptive_fields.png")
 
@@ -426,6 +436,11 @@ def run(config: dict, out: Path) -> dict:
         "rf_radius_mean_per_layer": mean_r.tolist(),
         "rf_radius_std_per_layer": [float(r.std()) for r in radii],
         "rf_radius_block_spin": block_r.tolist(),
+        # fraction of the lattice in the smallest disc holding 90% of |field|
+        "rf_locality_index_per_layer": [float(np.median(x)) for x in local],
+        "rf_locality_index_r2_per_layer": [float(np.median(x)) for x in local_sq],
+        "rf_locality_index_block_spin": block_local.tolist(),
+        "rf_locality_index_uniform_torus": uniform_local,
         "rf_rms_radius_r2_per_layer": mean_r_sq.tolist(),
         "rf_rms_radius_abs_per_layer": mean_r_abs.tolist(),
         "rf_rms_radius_block_spin": block_rms.tolist(),

@@ -266,3 +266,54 @@ def test_train_dbn_shapes_and_layer_one_likelihood():
         rg.train_dbn(jax.random.key(0), (data + 1) / 2, [4], steps=10, batch_size=5)
     with pytest.raises(ValueError, match="read the hidden layer"):
         rg.coarse_grain(rbms[::-1], jax.random.key(0), data)
+
+
+def _locality_brute_force(img, mass):
+    """Grow the disc around the circular-mean centre one distinct distance at a time
+    (distances within 1e-9 are equal, as in the library)."""
+    c = np.asarray(rg.receptive_centre(img))
+    rows, cols = img.shape
+    dr = (np.arange(rows) - c[0] + rows / 2) % rows - rows / 2
+    dc = (np.arange(cols) - c[1] + cols / 2) % cols - cols / 2
+    d2 = dr[:, None] ** 2 + dc[None, :] ** 2
+    w = np.abs(img)
+    for rho2 in np.unique(d2):
+        disc = d2 <= rho2 + 1e-9
+        if w[disc].sum() >= mass * w.sum() * (1 - 1e-12):
+            return disc.mean()
+    raise AssertionError
+
+
+def test_locality_index_against_brute_force_and_limits():
+    L = 12
+    # a single site: 1/N; a uniform field: the smallest disc holding 90% of the sites
+    # (its centre is arbitrary: the circular mean of a uniform weight vanishes)
+    point = np.zeros((L, L))
+    point[3, 5] = -2.0
+    uniform = np.ones((L, L))
+    # a 4×4 block wrapping around the corner: all of its 16 sites, and only those, for
+    # mass = 1 (the disc through its farthest sites holds no other site)
+    block = np.zeros((L, L))
+    block[np.ix_([10, 11, 0, 1], [11, 0, 1, 2])] = 1.0
+    idx = np.asarray(rg.locality_index(np.stack([point, uniform, block]), 0.9))
+    assert idx[0] == 1 / L**2
+    assert 0.9 <= idx[1] < 1.0
+    np.testing.assert_allclose(idx[2], _locality_brute_force(block, 0.9), rtol=1e-14)
+    full = float(rg.locality_index(block, 1.0))
+    assert full == 16 / L**2
+    # random blobs on a noisy background, several masses, batched shapes
+    rng = np.random.default_rng(0)
+    x = np.arange(L)
+    imgs = []
+    for _ in range(6):
+        c, s = rng.uniform(0, L, 2), rng.uniform(0.7, 3.0)
+        d = [(x - ci + L / 2) % L - L / 2 for ci in c]
+        blob = np.exp(-(d[0][:, None] ** 2 + d[1][None, :] ** 2) / (2 * s**2))
+        imgs.append(blob + 0.05 * rng.normal(size=(L, L)))
+    imgs = np.stack(imgs).reshape(2, 3, L, L)
+    for mass in (0.5, 0.9, 0.99):
+        got = np.asarray(rg.locality_index(imgs, mass))
+        want = [[_locality_brute_force(i, mass) for i in row] for row in imgs]
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=0)  # same site count
+    with pytest.raises(ValueError, match="mass"):
+        rg.locality_index(uniform, 0.0)
