@@ -78,13 +78,13 @@ def run(config: dict, out: Path) -> dict:
     ax_k.set(
         xlabel="RG step n",
         ylabel="coupling $K_n$",
-        title="decimation flow: exact (lines) vs RBM (circles)",
+        title="decimation flow tanh K′ = tanh²K:\nexact (lines) vs RBM stack (circles)",
     )
     ax_k.legend(fontsize=8)
     ax_xi.set(
         xlabel="RG step n",
         ylabel=r"correlation length $\xi_n$ (lattice units)",
-        title="ξ halves at every step (dotted: ξ₀/2ⁿ)",
+        title="ξ halves at every step\n(grey dotted: ξ₀/2ⁿ, under the points)",
     )
     ax_xi.legend(fontsize=8)
 
@@ -115,7 +115,7 @@ def run(config: dict, out: Path) -> dict:
         xscale="log",
         xlabel="kernel strength $K_d$",
         ylabel=r"coupling of $H^{\rm RG}(h)$",
-        title=f"noisy decimation at K = {K:g}: exact RG, not local",
+        title=f"noisy decimation at K = {K:g}:\nexact RG, nearest-neighbour only as K_d → ∞",
     )
     ax_n.set_xticks(kd, [f"{x:g}" for x in kd])
     ax_n.minorticks_off()
