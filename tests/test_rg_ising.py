@@ -232,6 +232,8 @@ def test_metropolis_bad_input():
         rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, rng="pcg")
     with pytest.raises(ValueError, match="num_sweeps"):
         rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, num_sweeps=0)
+    with pytest.raises(ValueError, match="dimension must be"):
+        rg.sample_ising(jax.random.key(0), 4, 0.4, dimension=3)
     with pytest.raises(ValueError, match="needs a ferromagnet"):
         rg.sample_ising(jax.random.key(0), 4, -0.4, sampler="wolff")
 
@@ -254,3 +256,29 @@ def test_sample_ising_keeps_the_measured_configurations():
     np.testing.assert_allclose(e, r.energy, atol=1e-12)
     np.testing.assert_allclose(c.mean((2, 3)), r.magnetization, atol=1e-12)
     np.testing.assert_array_equal(c[:, -1], r.spins)
+
+
+@pytest.mark.parametrize("sampler", rg.SAMPLERS)
+def test_samplers_on_the_ring_reproduce_the_exact_chain(sampler):
+    # Ring of 16 spins at K = 0.8: e = −(1/N) d ln Z/dK, Z = (2 cosh K)^N + (2 sinh K)^N,
+    # and ⟨m²⟩ = (1/N) Σ_r ⟨s_0 s_r⟩ with ⟨s_0 s_r⟩ = (t^r + t^{N−r})/(1 + t^N).
+    K, n = 0.8, 16
+    e_exact = -float(jax.grad(rg.chain_log_partition)(K, n)) / n
+    m2_exact = float(jnp.sum(rg.chain_correlation(K, n, jnp.arange(n)))) / n
+    r = rg.sample_ising(
+        jax.random.key(5),
+        n,
+        K,
+        sampler=sampler,
+        num_chains=16,
+        num_measurements=1500,
+        thermalization=100,
+        dimension=1,
+    )
+    assert r.spins.shape == (16, n)
+    for est, want in (
+        (rg.chain_estimate(r.energy), e_exact),
+        (rg.chain_estimate(r.magnetization**2), m2_exact),
+    ):
+        assert abs(est.mean - want) < 4 * est.error, (sampler, est, want)
+        assert est.error < 0.01

@@ -1,8 +1,10 @@
-"""Monte Carlo sampling of the 2D Ising model in JAX: checkerboard Metropolis, Wolff
-and Swendsen–Wang cluster updates, with measurement after a fixed number of updates.
+"""Monte Carlo sampling of the 2D (and 1D) Ising model in JAX: checkerboard Metropolis,
+Wolff and Swendsen–Wang cluster updates, with measurement after a fixed number of
+updates.
 
-Conventions: spins ±1 on an L×L periodic lattice, H = −Σ_<ij> s_i s_j, coupling
-K = J/T. Observables per spin: e = H/N, m = Σ s_i/N.
+Conventions: spins ±1 on an L×L periodic lattice (or a ring of L sites: a 1-D array),
+H = −Σ_<ij> s_i s_j, coupling K = J/T. Observables per spin: e = H/N, m = Σ s_i/N.
+Every function acts on the lattice's own dimension, 1 or 2 (the array's ndim).
 
 All samplers are pure functions of an explicit PRNG key, jit-compiled and
 `vmap`-able over chains and couplings, with no Python loop on the hot path.
@@ -25,15 +27,12 @@ Sampler = Literal["metropolis", "wolff", "swendsen_wang"]
 SAMPLERS = ("metropolis", "wolff", "swendsen_wang")
 
 
-def _neighbour_sum(s):
-    return (
-        jnp.roll(s, 1, 0) + jnp.roll(s, -1, 0) + jnp.roll(s, 1, 1) + jnp.roll(s, -1, 1)
-    )
+_DIRECTIONS = {1: ((1, 0), (-1, 0)), 2: ((1, 0), (-1, 0), (1, 1), (-1, 1))}
 
 
 def energy_per_spin(s) -> jax.Array:
-    """e = −(1/N) Σ_<ij> s_i s_j on the periodic lattice (each bond once)."""
-    return -jnp.mean(s * (jnp.roll(s, 1, 0) + jnp.roll(s, 1, 1)))
+    """e = −(1/N) Σ_<ij> s_i s_j on the periodic lattice or ring (each bond once)."""
+    return -jnp.mean(s * sum(jnp.roll(s, 1, axis) for axis in range(s.ndim)))
 
 
 def magnetization(s) -> jax.Array:
@@ -82,7 +81,10 @@ def _acceptance(K):
 
 def _checkerboard_split(s):
     """(black, white) sublattices of an L×L' lattice (L, L' even) as (L, L'/2) arrays:
-    black[i, c] = s[i, 2c + i mod 2], white[i, c] = s[i, 2c + 1 − i mod 2]."""
+    black[i, c] = s[i, 2c + i mod 2], white[i, c] = s[i, 2c + 1 − i mod 2]; of a ring,
+    the even and the odd sites."""
+    if s.ndim == 1:
+        return s[0::2], s[1::2]
     pairs = s.reshape(s.shape[0], s.shape[1] // 2, 2)
     odd = (jnp.arange(s.shape[0]) % 2 == 1)[:, None]
     return (
@@ -92,6 +94,8 @@ def _checkerboard_split(s):
 
 
 def _checkerboard_merge(black, white):
+    if black.ndim == 1:
+        return jnp.stack([black, white], axis=-1).reshape(-1)
     odd = (jnp.arange(black.shape[0]) % 2 == 1)[:, None]
     pairs = jnp.stack(
         [jnp.where(odd, white, black), jnp.where(odd, black, white)], axis=-1
@@ -99,8 +103,22 @@ def _checkerboard_merge(black, white):
     return pairs.reshape(black.shape[0], 2 * black.shape[1])
 
 
+def _half_sweep_1d(S, O, bits, acceptance, black):
+    """Ring: black[i] = s[2i] has neighbours white[i − 1], white[i]; white[i] = s[2i+1]
+    has black[i], black[i + 1]. Zero-energy moves (x = 0) are accepted with
+    probability ½, which keeps detailed balance (a(ΔE)/a(−ΔE) = e^{−ΔE} holds for any
+    a(0)); with a(0) = 1 the sublattice update moves every domain wall
+    deterministically, two sites per sweep, and the ring hardly mixes."""
+    sign, t2, _ = acceptance
+    x = sign * S * (O + jnp.roll(O, 1 if black else -1))
+    accept = (x < 0) | (bits < jnp.where(x == 0, jnp.uint32(1 << 31), t2))
+    return jnp.where(accept, -S, S)
+
+
 def _half_sweep(S, O, bits, acceptance, black):
     """Metropolis update of every site of one colour (S) given the other (O)."""
+    if S.ndim == 1:
+        return _half_sweep_1d(S, O, bits, acceptance, black)
     sign, t2, t4 = acceptance
     odd = (jnp.arange(S.shape[0]) % 2 == 1)[:, None]
     # the horizontal neighbours of S[i, c] are O[i, c] and O[i, c ± 1], the sign set
@@ -115,14 +133,17 @@ def _half_sweep(S, O, bits, acceptance, black):
 def metropolis_sweep(
     key, s, K, num_sweeps: int = 1, rng: Literal["counter", "jax"] = "counter"
 ) -> jax.Array:
-    """`num_sweeps` checkerboard Metropolis sweeps of one L×L' periodic lattice.
+    """`num_sweeps` checkerboard Metropolis sweeps of one L×L' periodic lattice (or one
+    ring of L sites, for a 1-D `s`).
 
     Each sweep updates every site of one sublattice, then the other, flipping s_i
     with probability min(1, e^{−2K s_i h_i}) (h_i: neighbour sum; any sign of K). The
     lattice is held as two int8 sublattice arrays inside the sweeps (half the work of
-    a masked update); L and L' must be even, or the periodic lattice is not bipartite.
-    (At K = 0 every flip is accepted and a sweep maps s to −s: Metropolis does not mix
-    at infinite temperature, where a random configuration is an exact sample.)
+    a masked update); L and L' must be even, or the periodic lattice is not bipartite
+    (in 1D, the even and odd sites of a ring of even length; there zero-energy flips
+    are accepted with probability ½ instead of 1, see `_half_sweep_1d`).
+    (In 2D at K = 0 every flip is accepted and a sweep maps s to −s: Metropolis does
+    not mix at infinite temperature, where a random configuration is an exact sample.)
 
     Random numbers: one 32-bit word per site and sweep, compared with integer
     thresholds. `rng="counter"` (default) draws them from a keyed counter-based
@@ -132,10 +153,10 @@ def metropolis_sweep(
     Returns the lattice in the dtype of `s`.
     """
     s = jnp.asarray(s)
-    if s.ndim != 2 or s.shape[0] % 2 or s.shape[1] % 2:
+    if s.ndim not in (1, 2) or any(n % 2 for n in s.shape):
         raise ValueError(
-            "Checkerboard Metropolis needs an L×L' lattice with L and L' even (an odd "
-            f"periodic lattice is not bipartite); got shape {s.shape}. Use "
+            "Checkerboard Metropolis needs a ring or an L×L' lattice with even sides (an "
+            f"odd periodic lattice is not bipartite); got shape {s.shape}. Use "
             "sampler='wolff' or 'swendsen_wang' for odd sizes."
         )
     if rng not in ("counter", "jax"):
@@ -144,7 +165,7 @@ def metropolis_sweep(
     draw = _counter_bits if rng == "counter" else partial(jr.bits, dtype=jnp.uint32)
     K = jnp.asarray(K, jnp.result_type(float, s.dtype))
     acceptance = _acceptance(K)
-    half_shape = (2, s.shape[0], s.shape[1] // 2)
+    half_shape = (2,) + s.shape[:-1] + (s.shape[-1] // 2,)
 
     def sweep(bw, k):
         b, w = bw
@@ -170,9 +191,10 @@ def _grow(key, s, seed_mask, p_add, max_iters):
 
     def body(c):
         i, cluster, frontier, key = c
-        key, *ks = jr.split(key, 5)
+        directions = _DIRECTIONS[s.ndim]
+        key, *ks = jr.split(key, len(directions) + 1)
         new = jnp.zeros_like(cluster)
-        for k, (shift, axis) in zip(ks, ((1, 0), (-1, 0), (1, 1), (-1, 1))):
+        for k, (shift, axis) in zip(ks, directions):
             from_nb = jnp.roll(frontier, shift, axis)
             same = jnp.roll(s, shift, axis) == s
             bond = jr.uniform(k, s.shape, s.dtype) < p_add
@@ -200,24 +222,19 @@ def swendsen_wang_update(key, s, K):
     with probability 1/2."""
     kb, kf = jr.split(key)
     p = 1.0 - jnp.exp(-2.0 * K)
-    b0, b1 = jr.uniform(kb, (2,) + s.shape, s.dtype) < p
-    bond_down = b0 & (s == jnp.roll(s, -1, 0))  # bond (i, j)–(i+1, j)
-    bond_right = b1 & (s == jnp.roll(s, -1, 1))  # bond (i, j)–(i, j+1)
+    active = jr.uniform(kb, (s.ndim,) + s.shape, s.dtype) < p
+    # bonds[a]: the bond from each site to its + neighbour along axis a
+    bonds = [active[a] & (s == jnp.roll(s, -1, a)) for a in range(s.ndim)]
     n = s.size
     labels0 = jnp.arange(n).reshape(s.shape)
     big = n
 
     def relax(lab):
-        cand = jnp.stack(
-            [
-                lab,
-                jnp.where(bond_down, jnp.roll(lab, -1, 0), big),
-                jnp.where(jnp.roll(bond_down, 1, 0), jnp.roll(lab, 1, 0), big),
-                jnp.where(bond_right, jnp.roll(lab, -1, 1), big),
-                jnp.where(jnp.roll(bond_right, 1, 1), jnp.roll(lab, 1, 1), big),
-            ]
-        )
-        new = jnp.min(cand, axis=0)
+        cand = [lab]
+        for a, bond in enumerate(bonds):
+            cand.append(jnp.where(bond, jnp.roll(lab, -1, a), big))
+            cand.append(jnp.where(jnp.roll(bond, 1, a), jnp.roll(lab, 1, a), big))
+        new = jnp.min(jnp.stack(cand), axis=0)
         # pointer jumping: adopt the label of your label's site
         return new.ravel()[new.ravel()].reshape(s.shape)
 
@@ -246,7 +263,8 @@ class IsingSamples(NamedTuple):
     per spin, arrays of shape `(num_chains, num_measurements)`; `spins`, the final
     configurations `(num_chains, L, L)`; and `configurations`, every measured
     configuration `(num_chains, num_measurements, L, L)` as int8 (only with
-    `keep_configurations=True`, else None)."""
+    `keep_configurations=True`, else None). On a ring (`dimension=1`) the lattice
+    axes (L, L) are one axis (L,)."""
 
     energy: jax.Array
     magnetization: jax.Array
@@ -266,8 +284,10 @@ def sample_ising(
     thermalization: int = 500,
     start: Literal["hot", "cold"] = "hot",
     keep_configurations: bool = False,
+    dimension: Literal[1, 2] = 2,
 ) -> IsingSamples:
-    """Sample the 2D Ising model on an L×L torus at coupling K.
+    """Sample the 2D Ising model on an L×L torus (or, with `dimension=1`, the ring of L
+    spins) at coupling K.
 
     Runs `num_chains` independent chains (vmapped); after `thermalization` updates,
     measures e and m every `updates_per_measurement` updates (a *fixed* number: a
@@ -276,7 +296,8 @@ def sample_ising(
     flip, or one Swendsen–Wang sweep. Jit-compiled; vmap over K for temperature scans.
     `start="cold"` starts every chain from all spins up, `"hot"` from random spins.
     With `keep_configurations=True` every measured configuration is returned too
-    (int8; num_chains·num_measurements·L² bytes), e.g. as RBM training data.
+    (int8; num_chains·num_measurements·L^d bytes), e.g. as RBM training data. For
+    `dimension=1` the configuration arrays have one lattice axis (L,) instead of (L, L).
 
     Metropolis (any sign of K) needs an even L; the cluster algorithms (any L ≥ 2)
     need a ferromagnet, K ≥ 0.
@@ -292,6 +313,10 @@ def sample_ising(
         check_integer(name, v)
     if L < 2:
         raise ValueError(f"L must be >= 2, got {L}.")
+    if dimension not in (1, 2):
+        raise ValueError(
+            f"dimension must be 1 (a ring) or 2 (a torus), got {dimension!r}."
+        )
     if sampler == "metropolis" and L % 2:
         raise ValueError(
             f"Checkerboard Metropolis needs an even L (got L = {L}): an odd periodic "
@@ -319,6 +344,7 @@ def sample_ising(
         therm=int(thermalization),
         cold=start == "cold",
         keep=bool(keep_configurations),
+        dim=int(dimension),
     )
 
 
@@ -332,10 +358,11 @@ def sample_ising(
         "therm",
         "cold",
         "keep",
+        "dim",
     )
 )
 def _sample(
-    key, K, *, L, sampler, num_chains, num_measurements, every, therm, cold, keep
+    key, K, *, L, sampler, num_chains, num_measurements, every, therm, cold, keep, dim
 ):
     update = _UPDATES[sampler]
     dtype = K.dtype
@@ -351,9 +378,9 @@ def _sample(
     def chain(key):
         kinit, ktherm, krun = jr.split(key, 3)
         if cold:
-            s = jnp.ones((L, L), dtype)
+            s = jnp.ones((L,) * dim, dtype)
         else:
-            s = jnp.where(jr.bernoulli(kinit, 0.5, (L, L)), 1.0, -1.0).astype(dtype)
+            s = jnp.where(jr.bernoulli(kinit, 0.5, (L,) * dim), 1.0, -1.0).astype(dtype)
         if therm:
             s = advance(s, ktherm, therm)
 
