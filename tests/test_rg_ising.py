@@ -282,3 +282,35 @@ def test_samplers_on_the_ring_reproduce_the_exact_chain(sampler):
     ):
         assert abs(est.mean - want) < 4 * est.error, (sampler, est, want)
         assert est.error < 0.01
+
+
+def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
+    # U₄(T) for L = 8 and 16 (Metropolis, vmapped over T): the curves cross, by
+    # linear interpolation of U₈ − U₁₆ between neighbouring temperatures, within 2%
+    # of T_c = 2/ln(1 + √2) (Binder 1981).
+    Ts = np.array([2.18, 2.24, 2.3, 2.36])
+    U, dU = {}, {}
+    for L in (8, 16):
+        r = jax.vmap(
+            lambda K: (
+                rg.sample_ising(
+                    jax.random.key(L),
+                    L,
+                    K,
+                    sampler="metropolis",
+                    num_chains=16,
+                    num_measurements=2000,
+                    updates_per_measurement=5,
+                    thermalization=1000,
+                ).magnetization
+            )
+        )(jnp.asarray(1.0 / Ts))
+        est = [rg.binder_cumulant(m) for m in np.asarray(r)]
+        U[L] = np.array([e.mean for e in est])
+        dU[L] = np.array([e.error for e in est])
+    assert np.all(dU[8] < 0.01) and np.all(dU[16] < 0.01), (dU[8], dU[16])
+    diff = U[8] - U[16]
+    assert diff[0] < 0 < diff[-1], diff  # below T_c the larger lattice is more ordered
+    i = int(np.nonzero(np.diff(np.sign(diff)))[0][0])
+    t_cross = Ts[i] - diff[i] * (Ts[i + 1] - Ts[i]) / (diff[i + 1] - diff[i])
+    assert abs(t_cross - rg.T_C) < 0.02 * rg.T_C, (t_cross, U)
