@@ -314,3 +314,29 @@ def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
     i = int(np.nonzero(np.diff(np.sign(diff)))[0][0])
     t_cross = Ts[i] - diff[i] * (Ts[i + 1] - Ts[i]) / (diff[i + 1] - diff[i])
     assert abs(t_cross - rg.T_C) < 0.02 * rg.T_C, (t_cross, U)
+
+
+def test_energy_matches_kaufman_on_16x16_within_3_standard_errors():
+    # L = 16 at K = 0.3, K_c and 0.5 (Metropolis, vmapped over K, cold start so that
+    # no chain is caught in a striped state at K = 0.5).
+    Ks = jnp.array([0.3, rg.K_C, 0.5])
+    e = jax.vmap(
+        lambda K: (
+            rg.sample_ising(
+                jax.random.key(6),
+                16,
+                K,
+                sampler="metropolis",
+                num_chains=16,
+                num_measurements=2000,
+                updates_per_measurement=2,
+                thermalization=1000,
+                start="cold",
+            ).energy
+        )
+    )(Ks)
+    for K, e_K in zip(Ks, np.asarray(e)):
+        est = rg.chain_estimate(e_K)
+        want = float(rg.torus_energy(K, 16, 16))
+        assert abs(est.mean - want) < 3 * est.error, (float(K), est, want)
+        assert est.error < 0.005
