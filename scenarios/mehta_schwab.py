@@ -98,21 +98,12 @@ def _reconstruct(rbms, v, key=None):
     a smooth estimate of the spins. With a key each step **samples** the conditional
     (up: the RG map of `rg.coarse_grain`), so v′ is a genuine spin configuration.
     """
-    keys = (
-        [None] * (2 * len(rbms)) if key is None else list(jr.split(key, 2 * len(rbms)))
-    )
-
-    def step(field, k):
-        if k is None:
-            return jnp.tanh(field)
-        p = jax.nn.sigmoid(2 * field)
-        return jnp.where(jr.uniform(k, p.shape, p.dtype) < p, 1.0, -1.0).astype(p.dtype)
-
+    keys = [None] * (2 * len(rbms)) if key is None else jr.split(key, 2 * len(rbms))
     x = v
     for rbm, k in zip(rbms, keys[: len(rbms)]):
-        x = step(rbm.hidden_bias + x @ rbm.weight, k)
+        x = rbm.hidden_mean(x) if k is None else rbm.sample_hidden(k, x)
     for rbm, k in zip(rbms[::-1], keys[len(rbms) :]):
-        x = step(rbm.visible_bias + x @ rbm.weight.T, k)
+        x = rbm.visible_mean(x) if k is None else rbm.sample_visible(k, x)
     return x
 
 

@@ -166,3 +166,36 @@ def test_cd_on_2d_ising_reaches_the_exact_models_held_out_likelihood():
     )
     assert float(rg.exact_nll(r0, held)) - exact_held > 1.0
     assert float(hist[-1]) - exact_held < 0.1, (float(hist[-1]), exact_held)
+
+
+@pytest.mark.parametrize("units", ["spin", "bernoulli"])
+def test_conditional_means_and_batched_conditionals(units):
+    # E[v|h] and E[h|v] against sums over the unit values; a batch (N, n) gives row by
+    # row what one configuration gives.
+    r = rg.RBM.random(jax.random.key(3), 5, 3, 0.7, units=units)
+    vals = np.array([-1.0, 1.0]) if units == "spin" else np.array([0.0, 1.0])
+    vs = np.asarray(rg.all_spin_states(5, units))
+    hs = np.asarray(rg.all_spin_states(3, units))
+    W, a, b = (np.asarray(x) for x in (r.weight, r.visible_bias, r.hidden_bias))
+    for h in hs:
+        x = a + W @ h  # p(v_i = s) ∝ e^{x_i s}
+        want = (np.exp(np.outer(x, vals)) @ vals) / np.exp(np.outer(x, vals)).sum(1)
+        np.testing.assert_allclose(r.visible_mean(jnp.asarray(h)), want, atol=1e-12)
+    np.testing.assert_allclose(
+        r.visible_mean(jnp.asarray(hs)),
+        np.stack([r.visible_mean(jnp.asarray(h)) for h in hs]),
+        atol=1e-14,
+    )
+    np.testing.assert_allclose(
+        r.hidden_mean(jnp.asarray(vs)),
+        np.stack([r.hidden_mean(jnp.asarray(v)) for v in vs]),
+        atol=1e-14,
+    )
+    # batched samples: values in the unit set, frequencies near the conditional means
+    key = jax.random.key(4)
+    h = jnp.asarray(np.repeat(hs[:1], 20000, axis=0))
+    v = np.asarray(r.sample_visible(key, h))
+    assert set(np.unique(v)) <= set(vals)
+    m = np.asarray(r.visible_mean(h[0]))
+    sd = np.sqrt(np.var(vals) / 20000)  # the largest standard error of a unit's mean
+    assert np.all(np.abs(v.mean(0) - m) < 5 * sd), (v.mean(0), m)

@@ -35,7 +35,7 @@ from jax.typing import ArrayLike
 from .._misc import check_integer
 from .._network import MLP
 from ._exact import torus_log_partition
-from ._rbm import RBM, _off, _prob_on
+from ._rbm import RBM
 
 
 def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
@@ -90,18 +90,11 @@ def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
 
 @jax.jit(static_argnames="steps")
 def _flow(rbm, key, v0, steps):
-    # p(h_j = on | v) and p(v_i = on | h) as in RBM.sample_hidden / sample_visible
-    # (σ(2x) for spins, σ(x) for bits), for the whole batch at once (one uniform
-    # draw per layer instead of one key per chain: much cheaper to compile).
-    off = _off(rbm.units)
-
+    # the conditionals of the whole batch at once (one uniform draw per layer instead
+    # of one key per chain: much cheaper to compile)
     def step(v, k):
         kh, kv = jr.split(k)
-        ph = _prob_on(rbm.units, rbm.hidden_bias + v @ rbm.weight)
-        h = jnp.where(jr.uniform(kh, ph.shape, ph.dtype) < ph, 1.0, off)
-        pv = _prob_on(rbm.units, rbm.visible_bias + h.astype(v.dtype) @ rbm.weight.T)
-        v = jnp.where(jr.uniform(kv, pv.shape, pv.dtype) < pv, 1.0, off)
-        v = v.astype(v0.dtype)
+        v = rbm.sample_visible(kv, rbm.sample_hidden(kh, v)).astype(v0.dtype)
         return v, v
 
     _, vs = jax.lax.scan(step, v0, jr.split(key, steps))

@@ -90,7 +90,9 @@ class RBM(eqx.Module):
     the conditionals are p(h_j = +1 | v) = σ(2x_j) (spin) or p(h_j = 1 | v) = σ(x_j)
     (Bernoulli), x = b + Wᵀv, and likewise for v given h. Convert exactly between the
     conventions with [`dynlearn.rg.RBM.to_units`][].
-    All methods act on one configuration; `jax.vmap` them over batches.
+    The methods act on one configuration (`jax.vmap` them over batches); the
+    conditionals `hidden_mean`, `visible_mean`, `sample_hidden` and `sample_visible`
+    also take a batch (..., n) directly, one uniform draw for the whole batch.
     """
 
     weight: jax.Array
@@ -261,16 +263,23 @@ class RBM(eqx.Module):
         """E[h | v]: tanh(b + Wᵀv) (spin) or σ(b + Wᵀv) (Bernoulli)."""
         return _mean(self.units, self.hidden_bias + v @ self.weight)
 
+    def visible_mean(self, h) -> jax.Array:
+        """E[v | h]: tanh(a + Wh) (spin) or σ(a + Wh) (Bernoulli)."""
+        return _mean(self.units, self.visible_bias + h @ self.weight.T)
+
     def sample_hidden(self, key, v) -> jax.Array:
         """h ~ p(h | v): p(h_j = +1 | v) = σ(2x_j) (spin; else −1) or
-        p(h_j = 1 | v) = σ(x_j) (Bernoulli; else 0), x = b + Wᵀv."""
-        p = _prob_on(self.units, self.hidden_bias + v @ self.weight)
-        return jnp.where(jr.uniform(key, p.shape) < p, 1.0, _off(self.units))
+        p(h_j = 1 | v) = σ(x_j) (Bernoulli; else 0), x = b + Wᵀv; in v's float
+        dtype (uniforms drawn in the same dtype)."""
+        return self._sample(key, self.hidden_bias + v @ self.weight)
 
     def sample_visible(self, key, h) -> jax.Array:
         """v ~ p(v | h), as `sample_hidden` with x = a + Wh."""
-        p = _prob_on(self.units, self.visible_bias + self.weight @ h)
-        return jnp.where(jr.uniform(key, p.shape) < p, 1.0, _off(self.units))
+        return self._sample(key, self.visible_bias + h @ self.weight.T)
+
+    def _sample(self, key, x):
+        p = _prob_on(self.units, x)
+        return jnp.where(jr.uniform(key, p.shape, p.dtype) < p, 1.0, _off(self.units))
 
     def gibbs(self, key, v, k: int = 1) -> jax.Array:
         """k steps of block Gibbs sampling v → h → v."""
