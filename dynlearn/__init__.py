@@ -25,7 +25,11 @@ from ._gradient_flow import (
     StiffnessWarning as StiffnessWarning,
     gradient_flow as gradient_flow,
 )
-from ._misc import NonFiniteError as NonFiniteError, ravel_params as ravel_params
+from ._misc import (
+    NonFiniteError as NonFiniteError,
+    PrecisionWarning as PrecisionWarning,
+    ravel_params as ravel_params,
+)
 from ._network import ACTIVATIONS as ACTIVATIONS, MLP as MLP, Affine as Affine
 from ._observables import (
     AbstractObservable as AbstractObservable,
@@ -60,6 +64,7 @@ __all__ = [
     "MLP",
     "ModifiedGradientFlow",
     "NonFiniteError",
+    "PrecisionWarning",
     "SOLVERS",
     "Sharpness",
     "StiffnessWarning",

@@ -18,6 +18,8 @@ import optax
 from ._custom_types import LossFn, Params
 from ._misc import (
     NonFiniteError,
+    check_bool,
+    check_integer,
     check_positive,
     checked_loss,
     split_params,
@@ -28,10 +30,8 @@ from ._trajectory import Trajectory
 
 
 def _check_steps(steps: Any, save_every: Any) -> None:
-    if not isinstance(steps, int | np.integer) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}.")
-    if not isinstance(save_every, int | np.integer) or save_every < 1:
-        raise ValueError(f"save_every must be a positive integer, got {save_every!r}.")
+    check_integer("steps", steps)
+    check_integer("save_every", save_every)
     if steps % save_every != 0:
         raise ValueError(
             f"steps={steps} must be a multiple of save_every={save_every}, so that the "
@@ -61,7 +61,7 @@ def _run_optimizer(
     n_saves = steps // save_every
 
     def one_step(carry, k, key):
-        dyn, opt_state, ok = carry
+        dyn, opt_state, ok, first_bad = carry
         g = grad_fn(dyn, k, key)
         updates, opt_state_new = optimizer.update(g, opt_state, dyn)
         dyn_new = optax.apply_updates(dyn, updates)
@@ -72,7 +72,10 @@ def _run_optimizer(
         opt_state = jtu.tree_map(
             lambda a, b: jnp.where(keep, a, b), opt_state_new, opt_state
         )
-        return (dyn, opt_state, keep), None
+        # θ_{k+1} is the first non-finite iterate: remember k + 1, exactly, however
+        # sparse the saves are
+        first_bad = jnp.where(ok & ~finite, k + 1, first_bad)
+        return (dyn, opt_state, keep, first_bad), None
 
     def readout(dyn):
         full = eqx.combine(dyn, static)
@@ -89,11 +92,11 @@ def _run_optimizer(
 
     def run(dyn0, key):
         opt_state = optimizer.init(dyn0)
-        carry = (dyn0, opt_state, jnp.array(True))
+        carry = (dyn0, opt_state, jnp.array(True), jnp.array(-1))
         first = readout(dyn0)
         carry, (saved, oks) = jax.lax.scan(chunk_with(key), carry, jnp.arange(n_saves))
         saved = jtu.tree_map(lambda a, b: jnp.concatenate([a[None], b]), first, saved)
-        return carry[0], saved, oks
+        return carry[0], saved, oks, carry[3]
 
     n_paths = num_paths(key)
     if n_paths is not None:  # an ensemble: one path per key, vmapped
@@ -102,8 +105,11 @@ def _run_optimizer(
     compiled = jax.jit(run).lower(dynamic, key).compile()
     compile_time = time.perf_counter() - tic
     tic = time.perf_counter()
-    final_dyn, saved, oks = jax.block_until_ready(compiled(dynamic, key))
+    final_dyn, saved, oks, first_bad = jax.block_until_ready(compiled(dynamic, key))
     run_time = time.perf_counter() - tic
+    first_bad = np.atleast_1d(np.asarray(first_bad))
+    n_bad_paths = int(np.sum(first_bad >= 0))
+    first_bad = int(first_bad[first_bad >= 0].min()) if n_bad_paths else None
     if n_paths is not None:
         oks = np.all(np.asarray(oks), axis=0)
 
@@ -133,17 +139,52 @@ def _run_optimizer(
         final_params=eqx.combine(final_dyn, static),
         stats=stats,
     )
-    if not oks.all():
-        t_bad = ts[n_valid - 1]
+    if first_bad is not None:
+        paths = (
+            f" (first of {n_bad_paths} of the {n_paths} paths)"
+            if n_paths is not None
+            else ""
+        )
         err = NonFiniteError(
-            f"{method}: the iterates became non-finite within the {save_every} steps "
-            f"before t = {t_bad:.6g} (step ≤ {n_valid * save_every}). The learning rate "
-            "is probably beyond the stability limit 2/λ_max, or the loss overflows. The "
-            "trajectory up to the last finite iterate is attached as error.trajectory."
+            f"{method}: the parameters became non-finite (NaN/inf) at step "
+            f"{first_bad} (t = {first_bad * time_per_step:.6g}){paths}; the last "
+            f"finite iterate is step {first_bad - 1} (t = "
+            f"{(first_bad - 1) * time_per_step:.6g}). The learning rate is probably "
+            "beyond the stability limit 2/λ_max, or the loss or its gradient "
+            "overflows. The trajectory up to the last finite iterate is attached as "
+            "error.trajectory."
         )
         err.trajectory = traj
         raise err
+    _check_finite_loss(method, traj, save_every)
     return traj
+
+
+def _check_finite_loss(method: str, traj: Trajectory, save_every: int) -> None:
+    """Raise a NonFiniteError if a recorded loss is NaN/inf while the parameters are
+    finite (a loss that is undefined at θ, e.g. the log of a negative number, whose
+    gradient may still be finite)."""
+    loss = np.asarray(traj.loss)
+    bad = ~np.isfinite(loss)
+    if not bad.any():
+        return
+    if loss.ndim == 2:  # an ensemble: the first save at which any path is bad
+        bad = bad.any(axis=0)
+    j = int(np.argmax(bad))
+    where = (
+        "at the initial parameters (step 0, t = 0)"
+        if j == 0
+        else f"at step {j * save_every} (t = {float(traj.ts[j]):.6g}), the first "
+        "recorded non-finite value"
+    )
+    err = NonFiniteError(
+        f"{method}: the loss became non-finite (NaN/inf) {where}, although the "
+        "parameters stayed finite. The loss is undefined there (a log or sqrt of a "
+        "negative number, a division by zero, or an overflow): fix the loss function. "
+        "The trajectory is attached as error.trajectory."
+    )
+    err.trajectory = traj
+    raise err
 
 
 def gradient_descent(
@@ -182,6 +223,8 @@ def gradient_descent(
     check_positive("lr", lr)
     if time_per_step is not None:
         check_positive("time_per_step", time_per_step)
+    _check_steps(steps, save_every)
+    check_bool("save_params", save_params)
     phi = checked_loss(loss_fn, params)
     grad = jax.grad(phi)
     opt = optax.sgd(lr) if optimizer is None else optimizer
@@ -228,14 +271,34 @@ def num_paths(key: Any) -> int | None:
 def _check_data(data: Any) -> int:
     leaves = jtu.tree_leaves(data)
     if not leaves:
-        raise ValueError("data is empty.")
+        raise ValueError("data is empty: pass a pytree of arrays, e.g. (X, Y).")
     sizes = {int(np.shape(x)[0]) if np.ndim(x) else -1 for x in leaves}
     if len(sizes) != 1 or -1 in sizes:
         raise ValueError(
             "Every leaf of `data` must have the same leading (example) axis; got "
             f"leading sizes {sorted(sizes)}."
         )
-    return sizes.pop()
+    n = sizes.pop()
+    if n == 0:
+        raise ValueError(
+            "data has no examples (its leading axis has size N = 0): the loss, a mean "
+            "over examples, would be NaN. Pass at least one example."
+        )
+    return n
+
+
+def _check_batch_size(batch_size: Any, n: int, replacement: Any) -> int:
+    check_bool("replacement", replacement)
+    if (
+        isinstance(batch_size, bool | np.bool_)
+        or not isinstance(batch_size, int | np.integer)
+        or not 1 <= batch_size <= n
+    ):
+        raise ValueError(
+            f"batch_size must be an integer in [1, N] = [1, {n}] (N is the number of "
+            f"examples in data), got {batch_size!r}."
+        )
+    return int(batch_size)
 
 
 def minibatch_indices(
@@ -285,15 +348,22 @@ def sgd(
     - others as [`dynlearn.gradient_descent`][].
     """
     check_positive("lr", lr)
+    _check_steps(steps, save_every)
+    check_bool("save_params", save_params)
     n = _check_data(data)
-    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"batch_size must be an integer in [1, {n}], got {batch_size!r}."
-        )
+    batch_size = _check_batch_size(batch_size, n, replacement)
     if not replacement and n % batch_size:
         raise ValueError(
-            f"Sampling without replacement needs N={n} divisible by batch_size."
+            f"Sampling without replacement needs N={n} divisible by batch_size "
+            f"(got batch_size={batch_size}): choose a divisor of N or "
+            "replacement=True."
         )
+    if key is None:
+        raise TypeError(
+            "sgd needs a PRNG key for the minibatch draws: key=jax.random.key(0), or "
+            "jax.random.split(key, M) for an ensemble of M runs."
+        )
+    num_paths(key)  # checks the key
     full_loss = lambda p: loss_fn(p, data)
     checked_loss(full_loss, params)
     _, static = eqx.partition(params, eqx.is_inexact_array)
@@ -304,6 +374,10 @@ def sgd(
         return jax.grad(lambda d: loss_fn(eqx.combine(d, static), batch))(dyn)
 
     opt = optax.sgd(lr) if optimizer is None else optimizer
+    if not isinstance(opt, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(opt)}."
+        )
     return _run_optimizer(
         batch_grad,
         full_loss,

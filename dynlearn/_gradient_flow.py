@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,9 +15,17 @@ import numpy as np
 from ._custom_types import LossFn, Params
 from ._flows import AbstractFlow, GradientFlow
 from ._misc import (
+    DEFAULT_RTOL,
     NonFiniteError,
+    check_bool,
+    check_integer,
+    check_nonempty_leaves,
+    check_positive,
+    check_real,
+    check_tolerances,
     checked_loss,
     floats_to_arrays,
+    precision_floor,
     split_params,
     timed,
     tree_all_finite,
@@ -28,7 +35,6 @@ from ._observables import (
     AbstractObservable,
     as_observables,
     evaluate_observables,
-    top_hessian_eigenvalue,
 )
 from ._solvers import (
     CountingController,
@@ -37,28 +43,36 @@ from ._solvers import (
     solver_name,
     stability_limit,
 )
+from ._stiffness import (
+    StiffnessWarning as StiffnessWarning,
+    _auto_solver,
+    _no_forward_mode,
+    _stiffness_check,
+)
 from ._trajectory import Trajectory
 from ._work import WorkCountingController, WorkTrackingSolver, work_counts
 
 
-class StiffnessWarning(UserWarning):
-    """The solver's steps were beyond its stability limit: the solution is not a
-    faithful gradient flow (tighten the tolerance or use an implicit solver)."""
-
-
 def check_times(t0: float, t1: float, ts: Any, num_saves: int) -> np.ndarray:
     """Validate the time interval and return the save times as a NumPy array."""
-    if not (math.isfinite(float(t0)) and math.isfinite(float(t1))):
+    t0_, t1_ = check_real("t0", t0), check_real("t1", t1)
+    if not (math.isfinite(t0_) and math.isfinite(t1_)):
         raise ValueError(f"t0 and t1 must be finite, got t0={t0!r}, t1={t1!r}.")
-    if not float(t1) > float(t0):
+    if not t1_ > t0_:
         raise ValueError(f"Need t1 > t0 (forward time), got t0={t0!r}, t1={t1!r}.")
     if ts is None:
-        if num_saves < 2:
-            raise ValueError("num_saves must be >= 2.")
-        return np.linspace(float(t0), float(t1), num_saves)
-    ts = np.asarray(ts, dtype=float)
+        check_integer("num_saves", num_saves, 2)
+        return np.linspace(t0_, t1_, num_saves)
+    try:
+        ts = np.asarray(ts, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"ts must be a 1-D array of save times (numbers), got {ts!r}."
+        ) from None
     if ts.ndim != 1 or ts.size == 0:
         raise ValueError("ts must be a non-empty 1-D array of save times.")
+    if not np.all(np.isfinite(ts)):
+        raise ValueError("ts must be finite save times; it contains NaN or inf.")
     if np.any(np.diff(ts) < 0):
         raise ValueError("ts must be non-decreasing.")
     span = float(t1) - float(t0)
@@ -77,7 +91,7 @@ def gradient_flow(
     *,
     flow: AbstractFlow | None = None,
     solver: str | dfx.AbstractSolver = "tsit5",
-    rtol: float = 1e-6,
+    rtol: float | None = None,
     atol: float = 1e-8,
     t0: float = 0.0,
     dt0: float | None = None,
@@ -105,10 +119,18 @@ def gradient_flow(
       [`dynlearn.HeavyBallFlow`][].
     - `solver`: any diffrax solver instance, or a name from `dynlearn.SOLVERS`
       (`"tsit5"` default, `"dopri5"`, `"dopri8"`, `"euler"`, `"kvaerno5"`, ...).
-      Explicit, implicit and fixed-step solvers are accepted. `"auto"` picks
-      `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) > 200, else Tsit5.
+      Explicit, implicit and fixed-step solvers are accepted. `"auto"` estimates
+      λ_max(θ0) and picks whichever of Tsit5 and `dynlearn.stiff.RKC2` a cost model
+      predicts to be cheaper for λ_max·(t1 − t0) at the requested rtol (the model
+      is in the guide "Stiff gradient flows").
     - `rtol`, `atol`: tolerances of the default `diffrax.PIDController`, applied
       elementwise to the parameters. Ignored if `stepsize_controller` is given.
+      Default rtol: 1e-6, or 100 eps of the parameters' dtype where that is larger
+      (1.2e-5 in float32). An rtol below 100 eps is raised to 100 eps with a
+      `PrecisionWarning` (as `scipy.integrate.solve_ivp` does): round-off cannot
+      resolve it, and the solve would take far more steps and end less accurate.
+      The effective values are `stats["rtol"]`, `stats["atol"]`. The solve runs in
+      the parameters' dtype, times included.
     - `t0`, `dt0`: start time and initial (or, for solvers without an error estimate
       such as Euler, fixed) step.
     - `ts`: save times in [t0, t1]; default `num_saves` evenly spaced times.
@@ -128,9 +150,10 @@ def gradient_flow(
     **Returns:** a [`dynlearn.Trajectory`][] whose `stats` include the exact number of
     vector-field evaluations, gradient evaluations and Hessian-vector products.
 
-    **Raises:** `NonFiniteError` if the state becomes non-finite or diverges (the
-    message gives the time; the partial trajectory is attached as
-    `error.trajectory`); `RuntimeError` if the step budget or minimum step is hit.
+    **Raises:** `NonFiniteError` if the state becomes non-finite or diverges, if the
+    loss or its gradient is non-finite (the message names which, and the time; the
+    partial trajectory is attached as `error.trajectory`); `RuntimeError` if the step
+    budget is used up.
 
     !!! example
         ```python
@@ -140,8 +163,35 @@ def gradient_flow(
         ```
     """
     ts_np = check_times(t0, t1, ts, num_saves)
-    if not isinstance(max_steps, int) or max_steps < 1:
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
+    check_integer("max_steps", max_steps)
+    rtol_given = rtol
+    rtol, atol = check_tolerances(rtol, atol)
+    if dt0 is not None:
+        check_positive("dt0", dt0)
+    threshold = check_real("divergence_threshold", divergence_threshold)
+    if not threshold > 0:  # NaN would switch the guard off silently
+        raise ValueError(
+            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
+            f"off; non-finite states are always caught), got {divergence_threshold!r}."
+        )
+    if progress_meter is not None and not isinstance(
+        progress_meter, dfx.AbstractProgressMeter
+    ):
+        raise TypeError(
+            "progress_meter must be a diffrax progress meter instance, e.g. "
+            f"diffrax.TqdmProgressMeter() or diffrax.TextProgressMeter(), got "
+            f"{progress_meter!r}."
+        )
+    check_bool("save_params", save_params)
+    check_bool("check_stiffness", check_stiffness)
+    if stepsize_controller is not None and not isinstance(
+        stepsize_controller, dfx.AbstractStepSizeController
+    ):
+        raise TypeError(
+            "stepsize_controller must be a diffrax step-size controller instance, "
+            f"e.g. diffrax.PIDController(rtol=1e-6, atol=1e-8), got "
+            f"{stepsize_controller!r}."
+        )
     flow = GradientFlow() if flow is None else flow
     if not isinstance(flow, AbstractFlow):
         raise TypeError(f"flow must be a dynlearn.AbstractFlow, got {type(flow)}.")
@@ -149,11 +199,26 @@ def gradient_flow(
     if not auto:
         solver = resolve_solver(solver)
     dynamic, static = split_params(params)
+    check_nonempty_leaves(dynamic)
+    # The solve runs in the state's dtype, times included (diffrax would otherwise
+    # promote float32 parameters to float64 times when x64 is on).
+    state_dtype = jnp.result_type(*jax.tree_util.tree_leaves(dynamic))
     phi = checked_loss(loss_fn, params)
     if auto:
-        solver = _auto_solver(phi, dynamic, float(t1) - float(t0), flow)
+        horizon = float(t1) - float(t0)
+        auto_rtol = DEFAULT_RTOL if rtol is None else rtol
+        solver = _auto_solver(phi, dynamic, horizon, flow, auto_rtol)
     obs = as_observables(observables)
     adaptive = isinstance(solver, dfx.AbstractAdaptiveSolver)
+    tolerances_used = stepsize_controller is None and adaptive
+    tolerances_used |= isinstance(solver, dfx.AbstractImplicitSolver) and not (
+        isinstance(stepsize_controller, dfx.AbstractAdaptiveStepSizeController)
+    )
+    requested = (rtol, atol)
+    if tolerances_used:
+        rtol, atol = precision_floor(rtol, atol, rtol_given, dynamic, state_dtype)
+    elif rtol is None:
+        rtol = DEFAULT_RTOL
 
     if stepsize_controller is None:
         if adaptive:
@@ -219,16 +284,17 @@ def gradient_flow(
     )
     y0 = flow.init(dynamic)
     f = lambda *a: float(a[0]) if a[0] is not None else None
+    as_time = lambda x: jnp.asarray(x, dtype=state_dtype)
     try:
         out, compile_time, run_time = timed(
             _solve,
             problem,
             y0,
-            jnp.asarray(f(t0)),
-            jnp.asarray(f(t1)),
-            None if dt0 is None else jnp.asarray(f(dt0)),
-            jnp.asarray(ts_np),
-            jnp.asarray(float(divergence_threshold)),
+            as_time(f(t0)),
+            as_time(f(t1)),
+            None if dt0 is None else as_time(f(dt0)),
+            as_time(ts_np),
+            jnp.asarray(threshold),
         )
     except (TypeError, ValueError) as e:
         # Raised while tracing/compiling, before any step is taken.
@@ -267,8 +333,16 @@ def gradient_flow(
         "method": f"gradient_flow[{type(flow).__name__}, {solver_name(solver)}]",
         "solver": solver_name(solver),
         "flow": type(flow).__name__,
-        "rtol": float(rtol) if stepsize_controller is not None and adaptive else None,
-        "atol": float(atol) if adaptive else None,
+        "rtol": float(rtol) if tolerances_used else None,
+        "atol": float(atol) if tolerances_used else None,
+        **(
+            {"requested_rtol": requested[0], "requested_atol": requested[1]}
+            if tolerances_used
+            and requested[0] is not None
+            and requested != (rtol, atol)
+            else {}
+        ),
+        "dtype": jnp.dtype(state_dtype).name,
         "t0": float(t0),
         "t1": float(t1),
         "t_final": t_end,
@@ -293,8 +367,49 @@ def gradient_flow(
     )
 
     result = int(result)
+    fixed_step = isinstance(stepsize_controller, dfx.ConstantStepSize)
+
+    def when(t: float, horizon: bool = False) -> str:
+        """`t = …`, with the step number of a fixed-step solve (and t1)."""
+        notes = []
+        if t == float(t0):
+            notes.append("the initial parameters")
+        elif fixed_step and dt0 is not None:
+            k = int(round((t - float(t0)) / float(dt0)))
+            notes.append(f"step {k} of dt0 = {float(dt0):g}")
+        if horizon:
+            notes.append(f"t1 = {float(t1):g}")
+        return f"t = {t:.6g}" + (f" ({'; '.join(notes)})" if notes else "")
+
+    loss_np = np.asarray(traj.loss)
+    loss_bad = ~np.isfinite(loss_np)
+    first_bad_loss = None
+    if loss_bad.any():
+        first_bad_loss = float(traj.ts[int(np.argmax(loss_bad))])
+    fix_loss = (
+        "The loss is undefined there (a log or sqrt of a negative number, a division "
+        "by zero, or an overflow): fix the loss function"
+    )
     if result == int(dfx.RESULTS.event_occurred._value):
         bad = not bool(tree_all_finite(final_dyn))
+        if bad and first_bad_loss is not None:
+            cause = (
+                f" The loss was already non-finite at {when(first_bad_loss)}, so its "
+                f"gradient carried NaN/inf into the parameters. {fix_loss}."
+            )
+        elif bad:
+            cause = (
+                " The loss was finite at every save before, so the flow overflowed: "
+                + (
+                    f"lower dt0 (a fixed step needs dt0·λ_max below the solver's "
+                    f"stability limit {stats['stability_limit']:.3g}), "
+                    if fixed_step
+                    else ""
+                )
+                + "check the loss for overflow, lower the time scale, or use float64."
+            )
+        else:
+            cause = " Check the loss for overflow or lower the time scale."
         what = (
             "became non-finite (NaN/inf)"
             if bad
@@ -303,20 +418,36 @@ def gradient_flow(
             )
         )
         err = NonFiniteError(
-            f"The flow diverged: the parameters {what} at t = {t_end:.6g} "
-            f"(of t1 = {t1:g}); the solve was stopped there. Check the loss for "
-            "overflow, lower the learning rate/time scale, or use float64. The "
+            f"The flow diverged: the parameters {what} at {when(t_end, True)}; the "
+            f"solve was stopped there.{cause} The "
             "trajectory up to that time is attached as error.trajectory."
         )
         err.trajectory = traj
         raise err
     if result == int(dfx.RESULTS.dt_min_reached._value):
         loss_end = float(phi(final_dyn))
+        grad_ok = bool(tree_all_finite(jax.grad(phi)(final_dyn)))
+        if not (math.isfinite(loss_end) and grad_ok):
+            which = (
+                "loss and its gradient are"
+                if not (math.isfinite(loss_end) or grad_ok)
+                else ("loss is" if grad_ok else "gradient of the loss is")
+            )
+            msg = (
+                f"The {which} non-finite (NaN/inf) at {when(t_end, True)}, where the "
+                "parameters are still finite: the solver "
+                "rejected every step from there until the step size collapsed. "
+                f"{fix_loss}."
+            )
+        else:
+            msg = (
+                f"The solver's step size collapsed at {when(t_end, True)}, where the "
+                f"loss ({loss_end:.6g}) and its gradient "
+                "are finite: the flow blows up in finite time there (or the tolerance "
+                "is beyond the arithmetic's precision). Shorten t1 or check the loss."
+            )
         err = NonFiniteError(
-            f"The solver's step size collapsed at t = {t_end:.6g} (of t1 = {t1:g}). "
-            f"The loss there is {loss_end:.6g}; a non-finite loss or gradient, or a "
-            "finite-time blow-up of the flow, causes this. The trajectory up to that "
-            "time is attached as error.trajectory."
+            msg + " The trajectory up to that time is attached as error.trajectory."
         )
         err.trajectory = traj
         raise err
@@ -332,45 +463,19 @@ def gradient_flow(
         raise RuntimeError(
             f"diffrax solve failed: {dfx.RESULTS[result]} at t = {t_end}."
         )
+    if first_bad_loss is not None:
+        err = NonFiniteError(
+            f"The loss became non-finite (NaN/inf) at {when(first_bad_loss)}, the "
+            "first save where it is, although the parameters stayed finite (its "
+            f"gradient is finite there). {fix_loss}. The trajectory is attached as "
+            "error.trajectory."
+        )
+        err.trajectory = traj
+        raise err
 
     if want_steps:
         _stiffness_check(phi, final_dyn, sol_ys[2], t0, rtol, solver, stats)
     return traj
-
-
-AUTO_STIFFNESS_THRESHOLD = 200.0
-"""`solver="auto"` uses a stiff solver when sharpness × horizon exceeds this."""
-
-
-def _no_forward_mode(e: Exception) -> bool:
-    """Whether JAX failed because some operation has no forward-mode (JVP) rule, the
-    error a Hessian-vector product of a custom_vjp/pure_callback loss raises."""
-    return "forward-mode" in str(e) or "support JVP" in str(e)
-
-
-def _sharpness_or_nan(phi, dyn, num_iters: int) -> float:
-    """λ_max of the Hessian by HVP power iteration, or NaN when the loss has no HVP
-    (e.g. a gradient computed by a host callback)."""
-    try:
-        return float(top_hessian_eigenvalue(phi, dyn, num_iters=num_iters))
-    except (TypeError, ValueError) as e:
-        if not _no_forward_mode(e):
-            raise
-        return float("nan")
-
-
-def _auto_solver(phi, dynamic, horizon, flow) -> dfx.AbstractSolver:
-    """Tsit5, or `dynlearn.stiff.RKC2` when λ_max(θ0)·(t1 − t0) is large: Tsit5 then
-    needs ≳ λ_max T/3.5 steps (6 gradients each) while RKC2 needs ~√(λ_max h) stages
-    per step of size h set by accuracy alone."""
-    if not isinstance(flow, GradientFlow):
-        return dfx.Tsit5()
-    lam = _sharpness_or_nan(phi, dynamic, 10)  # NaN (no HVPs): no stiff solver
-    if abs(lam) * horizon > AUTO_STIFFNESS_THRESHOLD:
-        from .stiff import RKC2
-
-        return RKC2()
-    return dfx.Tsit5()
 
 
 class _CallCounter:
@@ -474,40 +579,3 @@ def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
         sol.controller_state,
         sol.solver_state,
     )
-
-
-def _stiffness_check(phi, final_dyn, steps, t0, rtol, solver, stats) -> None:
-    """Gradient flow never increases the loss (dΦ/dt = −‖∇Φ‖² ≤ 0). An explicit solver
-    whose tolerance is too loose steps beyond its stability limit along the sharpest
-    directions and the loss goes up between accepted steps; detect that, and report
-    dt·λ_max against the real-axis stability limit c."""
-    step_ts, step_loss = (np.asarray(a) for a in steps)
-    ok = np.isfinite(step_ts)
-    step_ts, step_loss = step_ts[ok], step_loss[ok]
-    if step_ts.size < 3:
-        return
-    c = stats["stability_limit"]
-    dts = np.diff(np.concatenate([[t0], step_ts]))
-    # NaN without HVPs: the loss-increase check below still runs.
-    lam = _sharpness_or_nan(phi, final_dyn, 20)
-    tail = dts[-max(4, dts.size // 4) :][:-1]  # the last step is clipped to t1
-    ratio = float(np.median(tail) * lam / c) if (lam > 0 and tail.size) else 0.0
-    ratio = float("nan") if np.isnan(lam) else ratio
-    rise = np.diff(step_loss)
-    floor = 1e3 * np.finfo(step_loss.dtype).eps * abs(float(step_loss[0]))
-    bad = rise > 10 * rtol * np.abs(step_loss[:-1]) + floor
-    stats["final_sharpness"] = lam
-    stats["dt_sharpness_over_limit"] = ratio
-    stats["num_loss_increases"] = int(bad.sum())
-    if bad.any() or ratio > 1.5:
-        first = float(step_ts[1:][bad][0]) if bad.any() else float("nan")
-        warnings.warn(
-            f"{solver_name(solver)} at rtol={rtol:g} did not follow gradient flow: "
-            f"the loss increased on {int(bad.sum())} accepted steps (first at t ≈ "
-            f"{first:.4g}), which gradient flow never does. Its steps reached "
-            f"dt·λ_max ≈ {ratio * c:.3g} against the stability limit c = {c:.3g} "
-            f"(final sharpness λ_max = {lam:.3g}). Tighten rtol/atol, or use an "
-            "implicit solver for long, stiff horizons.",
-            StiffnessWarning,
-            stacklevel=3,
-        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,13 @@ def check_integer(name: str, value: Any, minimum: int = 1) -> int:
         )
         raise ValueError(f"{name} must be {what}, got {value!r}.")
     return int(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """`value` as a bool, or a TypeError naming `name` unless it is True or False."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.")
+    return bool(value)
 
 
 class NonFiniteError(FloatingPointError):
@@ -126,6 +134,19 @@ def split_params(params: Any) -> tuple[Any, Any]:
     return eqx.partition(params, eqx.is_inexact_array)
 
 
+def check_nonempty_leaves(dynamic: Any) -> None:
+    """Raise a ValueError naming the first array leaf of `dynamic` that has no entries
+    (size 0): a flow over it is empty, and its max-norm divergence check is
+    undefined."""
+    for path, leaf in jtu.tree_flatten_with_path(dynamic)[0]:
+        if hasattr(leaf, "shape") and np.size(leaf) == 0:
+            raise ValueError(
+                f"{_describe(path)} is an empty array (shape {tuple(leaf.shape)}): "
+                "there is nothing to train in it. Remove it from the parameters or "
+                "make it a static field (eqx.field(static=True))."
+            )
+
+
 def checked_loss(loss_fn: Callable, params: Any) -> Callable[[Any], jax.Array]:
     """Validate `loss_fn` on `params` by abstract evaluation and return Φ(dynamic).
 
@@ -159,14 +180,199 @@ def checked_loss(loss_fn: Callable, params: Any) -> Callable[[Any], jax.Array]:
     return phi
 
 
-def check_positive(name: str, value: Any) -> None:
-    """Raise a ValueError unless `value` is a finite number > 0."""
+def check_real(name: str, value: Any) -> float:
+    """`value` as a Python float, or a TypeError naming `name` unless it is a real
+    number: a Python/NumPy int or float or a 0-d real array. Strings and bools are
+    rejected (`float("0.1")` would silently accept the former, `True == 1` the
+    latter)."""
+    ok = isinstance(value, int | float | np.integer | np.floating) or (
+        hasattr(value, "dtype")
+        and np.shape(value) == ()
+        and (
+            jnp.issubdtype(value.dtype, jnp.integer)
+            or jnp.issubdtype(value.dtype, jnp.floating)
+        )
+    )
+    if isinstance(value, bool | np.bool_) or not ok:
+        raise TypeError(
+            f"`{name}` must be a real number, got {value!r} "
+            f"(of type {type(value).__name__})."
+        )
     try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"`{name}` must be a number, got {value!r}.") from None
+        return float(value)
+    except (TypeError, ValueError):  # e.g. a traced value inside jax.jit
+        raise TypeError(
+            f"`{name}` must be a concrete number, got {value!r}; pass it as a Python "
+            "float, not a value traced by jax.jit."
+        ) from None
+
+
+def check_positive(name: str, value: Any) -> None:
+    """Raise a TypeError unless `value` is a real number (see `check_real`) and a
+    ValueError unless it is finite and > 0."""
+    v = check_real(name, value)
     if not math.isfinite(v) or v <= 0:
         raise ValueError(f"`{name}` must be a finite number > 0, got {value!r}.")
+
+
+def check_nonnegative(name: str, value: Any) -> float:
+    """`value` as a float, or an error unless it is a finite real number >= 0."""
+    v = check_real(name, value)
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r}.")
+    return v
+
+
+def check_key(name: str, key: Any) -> None:
+    """Raise a TypeError unless `key` is one PRNG key: a typed key array of shape `()`
+    (`jax.random.key(seed)`) or a legacy raw key of shape `(2,)` and dtype uint32
+    (`jax.random.PRNGKey(seed)`)."""
+    hint = (
+        f"`{name}` must be a PRNG key made with jax.random.key(seed) (split it with "
+        "jax.random.split for several draws)"
+    )
+    dtype = getattr(key, "dtype", None)
+    if dtype is None or isinstance(key, bool | int | float):
+        raise TypeError(f"{hint}, got {key!r} (of type {type(key).__name__}).")
+    shape = np.shape(key)
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise TypeError(
+                f"{hint}; got a batch of keys of shape {shape}. For an ensemble use "
+                "eqx.filter_vmap over the keys."
+            )
+        return
+    if dtype == jnp.uint32 and shape == (2,):
+        return
+    raise TypeError(f"{hint}, got an array of dtype {dtype} and shape {shape}.")
+
+
+class PrecisionWarning(UserWarning):
+    """A tolerance was below what the floating-point type of the state can resolve,
+    and was raised to 100 eps of that type (as `scipy.integrate.solve_ivp` does)."""
+
+
+DEFAULT_RTOL = 1e-6
+"""The relative tolerance of `gradient_flow` when none is given (in float64; at
+least 100 eps of the state's dtype otherwise, 1.2e-5 in float32)."""
+
+
+def check_tolerances(rtol: Any, atol: Any) -> tuple[float | None, float]:
+    """Validate the tolerances of an adaptive solve: real, finite, >= 0 and not both
+    zero. `rtol=None` (the default) stays `None` until `precision_floor` resolves it."""
+    out = []
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if v is None and name == "rtol":
+            out.append(None)
+            continue
+        x = check_real(name, v)
+        if not (math.isfinite(x) and x >= 0):
+            raise ValueError(
+                f"`{name}` must be a finite number >= 0, got {v!r}; typical values "
+                "are rtol=1e-6, atol=1e-8."
+            )
+        out.append(x)
+    if out[0] == 0 and out[1] == 0:
+        raise ValueError(
+            "rtol and atol are both 0: the step-size controller would demand an exact "
+            "solution and shrink the step without end. Give a tolerance > 0, e.g. "
+            "rtol=1e-6, atol=1e-8."
+        )
+    return out[0], out[1]
+
+
+def precision_floor(
+    rtol: float | None, atol: float, rtol_given: Any, dynamic: Any, dtype: Any
+) -> tuple[float, float]:
+    """The tolerances an adaptive solve in `dtype` can meet.
+
+    A relative tolerance below ~100 eps of the state's dtype asks the error estimate
+    (a difference of stage sums, itself in error by a few eps·|θ|) for digits the
+    arithmetic does not have: the controller then shrinks the step far beyond what
+    the solution needs and the result gets *less* accurate. As
+    `scipy.integrate.solve_ivp` does, such an `rtol` is raised to 100 eps with a
+    `PrecisionWarning`; with pure absolute control (`rtol = 0`) `atol` is raised to
+    100 eps·max|θ0|. The default `rtol=None` is `DEFAULT_RTOL`, or 100 eps where that
+    is larger, silently.
+    """
+    floor = 100.0 * float(jnp.finfo(dtype).eps)
+    if rtol is None:
+        return max(DEFAULT_RTOL, floor), atol
+    remedy = (
+        f"raise it to >= 100 eps = {floor:.3g}, or run in float64 with "
+        'jax.config.update("jax_enable_x64", True) and float64 parameters'
+    )
+    if 0 < rtol < floor:
+        warnings.warn(
+            f"rtol={rtol_given!r} is below 100 eps = {floor:.3g} of the state's dtype "
+            f"{jnp.dtype(dtype).name} (eps = {jnp.finfo(dtype).eps:.3g}), which "
+            "round-off cannot resolve: the solve would take far more steps and end "
+            f"less accurate. Using rtol={floor:.3g} instead; to silence this, "
+            f"{remedy}.",
+            PrecisionWarning,
+            stacklevel=3,
+        )
+        return floor, atol
+    if rtol == 0:
+        scale = float(tree_max_abs(dynamic))
+        afloor = floor * scale
+        if math.isfinite(scale) and atol < afloor:
+            warnings.warn(
+                f"atol={atol:g} with rtol=0 is below 100 eps·max|θ0| = {afloor:.3g} "
+                f"for the state's dtype {jnp.dtype(dtype).name} (eps = "
+                f"{jnp.finfo(dtype).eps:.3g}), which round-off cannot resolve. Using "
+                f"atol={afloor:.3g} instead; to silence this, raise atol, give an "
+                'rtol > 0, or run in float64 with jax.config.update("jax_enable_x64", '
+                "True) and float64 parameters.",
+                PrecisionWarning,
+                stacklevel=3,
+            )
+            return rtol, afloor
+    return rtol, atol
+
+
+def _under_jit(x: Any) -> bool:
+    """Whether `x` is being traced into a compiled program (as opposed to being a
+    concrete array, or only batched by an eager `jax.vmap`)."""
+    try:  # eager vmap wraps concrete values: unwrap them
+        from jax._src.interpreters.batching import BatchTracer
+    except ImportError:  # then treat every tracer as compiled (the safe side)
+        BatchTracer = ()
+
+    for leaf in jtu.tree_leaves(x):
+        while BatchTracer and isinstance(leaf, BatchTracer):
+            leaf = leaf.val
+        if isinstance(leaf, jax.core.Tracer):
+            return True
+    return False
+
+
+def draw_in_float64(fn: Callable[[Any], Any], dtype: Any, key: Any) -> Any:
+    """Run the random draw `fn(wide)` in float64 and cast its floating-point leaves to
+    `dtype`, so that a float32 draw is the float64 draw of the same key rounded to
+    float32: float32 and float64 runs of one seed are the same experiment.
+
+    `fn` must draw with the dtype it is given. With float64 requested (x64 on) this
+    is exactly `fn(float64)`. With x64 off the draw runs inside a local
+    `jax.enable_x64` context, except while `key` is traced by `jax.jit`, where
+    64-bit draws cannot be compiled: there `fn(dtype)` draws in `dtype` directly.
+    """
+    dtype = jnp.dtype(dtype)
+    wide = jnp.dtype(jnp.float64)
+    if not jnp.issubdtype(dtype, jnp.floating) or dtype == wide:
+        return fn(dtype)
+
+    def cast(tree):
+        return jtu.tree_map(
+            lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, tree
+        )
+
+    if jax.config.jax_enable_x64:
+        return cast(fn(wide))
+    if _under_jit(key):
+        return fn(dtype)
+    with jax.enable_x64(True):
+        return cast(fn(wide))
 
 
 def default_float() -> Any:

@@ -28,6 +28,14 @@ import jax.numpy as jnp
 import jax.random as jr
 from jaxtyping import Array, PRNGKeyArray
 
+from ._misc import (
+    check_integer,
+    check_key,
+    check_nonnegative,
+    check_positive,
+    draw_in_float64,
+)
+
 
 def _linear(x: Array) -> Array:
     return x
@@ -106,8 +114,11 @@ class MLP(eqx.Module):
       ensemble has no spread in them); pass σ_b > 0 for random biases.
     - `use_bias`: whether the affine maps have biases.
     - `final_activation`: applied to the output (default: identity).
-    - `dtype`: parameter dtype (default: JAX's default float).
-    - `key`: a PRNG key (keyword-only).
+    - `dtype`: parameter dtype (default: JAX's default float). The parameters are
+      drawn in float64 and rounded to `dtype`, so a float32 network is the float64
+      network of the same key, rounded (with x64 off too, except when the network is
+      built inside `jax.jit`, where the draw is made in `dtype`).
+    - `key`: a PRNG key, `jax.random.key(seed)` (keyword-only).
 
     The network acts on one **unbatched** input; use `jax.vmap(net)(xs)` for a batch
     and `eqx.filter_vmap(lambda k: MLP(..., key=k))(keys)` for an ensemble.
@@ -151,27 +162,39 @@ class MLP(eqx.Module):
             raise ValueError(
                 f"parameterization must be 'standard' or 'ntk', got {parameterization!r}."
             )
-        for name, v in (("width", width), ("depth", depth)):
-            if not isinstance(v, int) or v < 0 or (name == "width" and v == 0):
-                raise ValueError(f"`{name}` must be a positive integer, got {v!r}.")
+        width = check_integer("width", width, 1)
+        depth = check_integer("depth", depth, 0)
         for name, v in (("in_size", in_size), ("out_size", out_size)):
-            if v != "scalar" and (not isinstance(v, int) or v <= 0):
-                raise ValueError(f"`{name}` must be a positive int or 'scalar'.")
-        if sigma_w <= 0 or sigma_b < 0:
-            raise ValueError("Need sigma_w > 0 and sigma_b >= 0.")
-        dtype = jnp.asarray(1.0).dtype if dtype is None else dtype
+            if v != "scalar":
+                check_integer(f"{name} (or 'scalar')", v, 1)
+        check_positive("sigma_w", sigma_w)
+        check_nonnegative("sigma_b", sigma_b)
+        check_key("key", key)
+        dtype = jnp.asarray(1.0).dtype if dtype is None else jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating-point dtype, got {dtype}.")
         n_in = 1 if in_size == "scalar" else in_size
         n_out = 1 if out_size == "scalar" else out_size
         sizes = [n_in] + [width] * depth + [n_out]
-        keys = jr.split(key, len(sizes) - 1)
+
+        def draw(wide):
+            # Drawn (and scaled) in float64 and then rounded to `dtype`, so that a
+            # float32 network is the float64 network of the same key in float32.
+            keys = jr.split(key, len(sizes) - 1)
+            out = []
+            for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:]):
+                wkey, bkey = jr.split(k)
+                w = jr.normal(wkey, (fan_out, fan_in), wide)
+                b = jr.normal(bkey, (fan_out,), wide) if use_bias else None
+                if parameterization == "standard":
+                    w = w * (sigma_w / math.sqrt(fan_in))
+                    b = None if b is None else b * sigma_b
+                out.append((w, b))
+            return out
+
         layers = []
-        for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:]):
-            wkey, bkey = jr.split(k)
-            w = jr.normal(wkey, (fan_out, fan_in), dtype)
-            b = jr.normal(bkey, (fan_out,), dtype) if use_bias else None
+        for (w, b), fan_in in zip(draw_in_float64(draw, dtype, key), sizes[:-1]):
             if parameterization == "standard":
-                w = w * (sigma_w / math.sqrt(fan_in))
-                b = None if b is None else b * sigma_b
                 ws, bs = 1.0, 1.0
             else:
                 ws, bs = sigma_w / math.sqrt(fan_in), sigma_b

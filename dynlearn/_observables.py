@@ -148,6 +148,11 @@ def as_observables(
 ) -> dict[str, AbstractObservable]:
     """Normalise a user mapping `name -> observable or fn(params)` (and check names)."""
     out: dict[str, AbstractObservable] = {"grad_norm": GradNorm()}
+    if observables is not None and not isinstance(observables, Mapping):
+        raise TypeError(
+            "observables must be a mapping {name: observable}, e.g. "
+            f"{{'sharpness': dynlearn.Sharpness()}}, got {type(observables).__name__}."
+        )
     for name, obs in (observables or {}).items():
         if not isinstance(name, str) or name in ("loss", "ts", "params"):
             raise ValueError(

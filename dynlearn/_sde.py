@@ -4,7 +4,7 @@ $$dθ = -∇\\tilde Φ(θ)\\,dt + \\sqrt{η\\,Σ_B(θ)}\\,dW_t,$$
 
 with $\\tilde Φ = Φ$ (order 1) or $Φ + \\tfrac η4\\|∇Φ\\|^2$ (order 2), $t = kη$, and
 $Σ_B$ the covariance of one minibatch gradient: $Σ/B$ for batches drawn with
-replacement, $Σ(N-B)/(B(N-1))$ without, where $Σ = \\frac1N\\sum_i (∇ℓ_i - ∇Φ)(∇ℓ_i -
+replacement, $Σ(N-B)/(B(N-1))$ without (zero for the full batch B = N), where $Σ = \\frac1N\\sum_i (∇ℓ_i - ∇Φ)(∇ℓ_i -
 ∇Φ)^T$ is the per-example gradient covariance. References: Li, Tai & E, ICML 2017
 (arXiv:1511.06251), JMLR 20 (2019) (arXiv:1811.01558).
 
@@ -30,10 +30,17 @@ import lineax as lx
 import numpy as np
 
 from ._custom_types import Params
-from ._discrete import _check_data, num_paths
+from ._discrete import _check_batch_size, _check_data, num_paths
 from ._flows import GradientFlow, ModifiedGradientFlow
 from ._gradient_flow import check_times
-from ._misc import NonFiniteError, check_positive, checked_loss, split_params
+from ._misc import (
+    NonFiniteError,
+    check_bool,
+    check_nonempty_leaves,
+    check_positive,
+    checked_loss,
+    split_params,
+)
 from ._observables import AbstractObservable, as_observables, evaluate_observables
 from ._trajectory import Trajectory
 
@@ -81,27 +88,37 @@ def sgd_sde(
     check_positive("lr", lr)
     ts_np = check_times(0.0, t1, ts, num_saves)
     n = _check_data(data)
-    if not isinstance(batch_size, int | np.integer) or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"batch_size must be an integer in [1, {n}], got {batch_size!r}."
-        )
-    if order not in (1, 2):
+    batch_size = _check_batch_size(batch_size, n, replacement)
+    if isinstance(order, bool) or order not in (1, 2):
         raise ValueError(f"order must be 1 or 2, got {order!r}.")
     dt = lr / 4 if dt is None else dt
     check_positive("dt", dt)
-    n_paths = num_paths(key)
+    check_bool("save_params", save_params)
     if key is None:
-        raise TypeError("sgd_sde needs a PRNG key: key=jax.random.key(0).")
+        raise TypeError(
+            "sgd_sde needs a PRNG key for the Brownian motion: key=jax.random.key(0), "
+            "or jax.random.split(key, M) for an ensemble of M paths."
+        )
+    n_paths = num_paths(key)
     solver = dfx.Euler() if solver is None else solver
+    if not isinstance(solver, dfx.AbstractSolver):
+        raise TypeError(
+            f"solver must be a diffrax solver instance such as diffrax.Euler(), got "
+            f"{solver!r}."
+        )
     full_loss = lambda p: loss_fn(p, data)
     checked_loss(full_loss, params)
     dynamic, static = split_params(params)
+    check_nonempty_leaves(dynamic)
     phi = lambda d: full_loss(eqx.combine(d, static))
     obs = as_observables(observables)
     flow = GradientFlow() if order == 1 else ModifiedGradientFlow(lr)
-    factor = (
-        (n - batch_size) / (batch_size * (n - 1)) if not replacement else 1 / batch_size
-    )
+    if replacement:
+        factor = 1 / batch_size
+    elif batch_size == n:  # the full batch every step: no noise (also N = 1)
+        factor = 0.0
+    else:
+        factor = (n - batch_size) / (batch_size * (n - 1))
     scale = math.sqrt(lr * factor / n)
     dtype = jtu.tree_leaves(dynamic)[0].dtype
 

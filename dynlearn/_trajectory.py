@@ -47,10 +47,30 @@ class Trajectory(eqx.Module):
         return int(self.ts.shape[0])
 
     def at(self, i: int) -> Any:
-        """The parameters at save index `i` (negative indices count from the end)."""
+        """The parameters at save index `i`, `-n <= i < n` (negative indices count from
+        the end), i.e. at time `ts[i]`. For an ensemble (leaves of shape `(M, n, ...)`)
+        this is the ensemble at that time, with leaves of shape `(M, ...)`."""
         if self.params is None:
-            raise ValueError("This trajectory was saved with save_params=False.")
-        return tree_index(self.params, i)
+            raise ValueError(
+                "This trajectory was saved with save_params=False; only final_params "
+                "is stored. Rerun with save_params=True to index the saved parameters."
+            )
+        if isinstance(i, bool | np.bool_) or not isinstance(i, int | np.integer):
+            raise TypeError(
+                f"Trajectory.at takes an integer save index, got {i!r} (of type "
+                f"{type(i).__name__}); for a time t use "
+                "traj.at(int(np.argmin(np.abs(traj.ts - t))))."
+            )
+        n = len(self)
+        if not -n <= i < n:
+            raise IndexError(
+                f"save index {i} is out of range for a trajectory of {n} saves: use "
+                f"-{n} <= i < {n} (save times ts[0] = {float(self.ts[0]):g} to "
+                f"ts[-1] = {float(self.ts[-1]):g})."
+            )
+        if jnp.ndim(self.loss) == 2:  # an ensemble: (paths, time, ...)
+            return jtu.tree_map(lambda leaf: leaf[:, i], self.params)
+        return tree_index(self.params, int(i))
 
     def save(self, path: str | Path) -> Path:
         """Write the trajectory to `path` (a `.npz` file; the suffix is added).

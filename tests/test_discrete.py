@@ -217,3 +217,27 @@ def test_gd_divergence_is_reported_with_time():
 def test_bad_step_counts(steps):
     with pytest.raises(ValueError, match="steps"):
         dl.gradient_descent(lambda p: jnp.sum(p**2), jnp.ones(2), 0.1, steps)
+
+
+@pytest.mark.parametrize("save_every", [1, 64])
+def test_gd_divergence_names_the_exact_first_bad_step(save_every):
+    # Φ = 3θ²/2 at lr = 1 > 2/λ = 2/3: θ_k = (−2)^k exactly, and the gradient 3θ_k
+    # overflows float64 first at k = 1023, so θ_1024 is the first non-finite iterate,
+    # however sparse the saves.
+    with pytest.raises(dl.NonFiniteError) as info:
+        dl.gradient_descent(
+            lambda p: 1.5 * p**2, jnp.ones(()), 1.0, 2048, save_every=save_every
+        )
+    msg = str(info.value)
+    assert "non-finite (NaN/inf) at step 1024 (t = 1024)" in msg, msg
+    assert "last finite iterate is step 1023 (t = 1023)" in msg, msg
+    assert np.all(np.isfinite(np.asarray(info.value.trajectory.params)))
+
+
+def test_gd_nan_loss_is_reported_from_step_zero():
+    # log(−1) is NaN while the gradient 2w is finite: the parameters stay finite.
+    loss = lambda p: jnp.log(-1.0) + jnp.sum(p**2)
+    with pytest.raises(
+        dl.NonFiniteError, match=r"loss became non-finite.*step 0, t = 0"
+    ):
+        dl.gradient_descent(loss, jnp.ones(2), 0.1, 4)

@@ -52,7 +52,7 @@ def duffing_setup(coupling=None):
 
 
 def check_orders(one, sym):
-    # One-sided: error ∝ η, so 10× per decade (issue: 10 ± 20% between 1e-2 and 1e-5).
+    # One-sided: error ∝ η, so 10× per decade (required: 10 ± 20% between 1e-2 and 1e-5).
     r1 = one[:-1] / one[1:]
     assert np.all(np.abs(r1 / 10 - 1) < 0.2), one
     # Symmetric: ∝ η², 100× per decade between 1e-2 and 1e-4 (below, round-off).

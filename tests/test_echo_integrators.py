@@ -36,7 +36,7 @@ def test_leapfrog_reversal_and_symplecticity(duffing):
     mac, s0 = duffing
     h = mac.hamiltonian
     # Leapfrog is exactly symmetric: only round-off remains (measured 1.4e-15 / 3.1e-15,
-    # against 1e-12 required by the issue).
+    # against 1e-12 required).
     assert echo.reversal_error(h, s0, T, STEPS) <= 1e-12
     assert echo.symplecticity_error(h, s0, T, STEPS) <= 1e-12
     # RK4 is neither (measured: reversal 2.6e-8 at h = 0.02, symplecticity 1.1e-4 at h = 0.1):

@@ -102,3 +102,37 @@ def test_trajectory_save_load_roundtrip(tmp_path):
     assert back.stats["num_gradient_evals"] == traj.stats["num_gradient_evals"]
     # The restored model is callable: a run can resume from it.
     assert float(loss(back.final_params)) == float(traj.loss[-1])
+
+
+def _toy_trajectory(paths=None):
+    n = 11
+    shape = (n,) if paths is None else (paths, n)
+    vals = jnp.arange(np.prod(shape), dtype=float).reshape(shape)
+    return dl.Trajectory(
+        ts=jnp.linspace(0.0, 1.0, n),
+        params={"w": vals[..., None] * jnp.ones(2)},
+        loss=vals,
+        observables={},
+        final_params={"w": jnp.ones(2)},
+        stats={},
+    )
+
+
+def test_trajectory_at_checks_the_index_range():
+    traj = _toy_trajectory()
+    np.testing.assert_array_equal(traj.at(-1)["w"], [10.0, 10.0])
+    np.testing.assert_array_equal(traj.at(-11)["w"], [0.0, 0.0])
+    for bad in (11, 100, -12):
+        with pytest.raises(IndexError, match=r"11 saves: use -11 <= i < 11"):
+            traj.at(bad)
+    with pytest.raises(TypeError, match="integer save index"):
+        traj.at(0.5)
+
+
+def test_trajectory_at_of_an_ensemble_indexes_time():
+    traj = _toy_trajectory(paths=3)  # leaves (paths, time, ...)
+    got = traj.at(2)["w"]
+    assert got.shape == (3, 2)
+    np.testing.assert_array_equal(got[:, 0], [2.0, 13.0, 24.0])
+    with pytest.raises(IndexError, match="11 saves"):
+        traj.at(11)

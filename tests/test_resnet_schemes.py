@@ -54,7 +54,7 @@ def smooth_ref(y0):
     return field, rn.neural_ode(field, y0, rtol=1e-13, atol=1e-13)
 
 
-# The issue's tolerance: fitted order within ±0.1 of the theory. Measured orders
+# The required tolerance: fitted order within ±0.1 of the theory. Measured orders
 # are printed by the resnet_depth_limit scenario (all within 0.04).
 FIRST_ORDER_LIMIT = [
     ("euler", [16, 32, 64]),
@@ -213,7 +213,7 @@ def _temp_bytes(backprop, depth, batch=64, d=32):
 
 
 def test_reversible_memory_flat_in_depth():
-    # Issue thresholds: reversible grows < 2x from N=16 to 512, plain autodiff >= 10x
+    # Required thresholds: reversible grows < 2x from N=16 to 512, plain autodiff >= 10x
     # (it stores N activations of batch·d floats: measured ratio ~30).
     rev = [_temp_bytes("reversible", n) for n in (16, 512)]
     plain = [_temp_bytes("autodiff", n) for n in (16, 512)]

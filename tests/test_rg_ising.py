@@ -61,6 +61,73 @@ def test_specific_heat_is_the_energy_fluctuation():
     np.testing.assert_allclose(rg.torus_specific_heat(K, 4, 4), c, rtol=1e-11)
 
 
+def _bond_moments(K, rows, cols):
+    """(ln Z, ⟨e⟩, c, Var(bonds)) by enumeration; c = K² N Var(e) per spin."""
+    n = rows * cols
+    states = np.array(list(itertools.product((-1, 1), repeat=n)), float).reshape(
+        -1, rows, cols
+    )
+    bonds = (states * np.roll(states, 1, 1)).sum((1, 2)) + (
+        states * np.roll(states, 1, 2)
+    ).sum((1, 2))
+    logw = K * bonds
+    w = np.exp(logw - logw.max())
+    log_z = np.log(w.sum()) + logw.max()
+    w /= w.sum()
+    e = -bonds / n
+    var = (w * e**2).sum() - (w * e).sum() ** 2
+    return log_z, (w * e).sum(), K**2 * n * var, n**2 * var
+
+
+@pytest.mark.parametrize("rows, cols", [(4, 4), (2, 4), (3, 4)])
+def test_kaufman_at_infinite_temperature_and_antiferromagnet(rows, cols):
+    # Kaufman's formula continued to K <= 0: K = 0 (ln Z = N ln 2, u = c = 0, and a
+    # finite second derivative: Var(bonds)), the antiferromagnet on even tori
+    # (Z(−K) = Z(K) by the sublattice flip) and on a frustrated odd torus (3×4).
+    for K in (0.0, -0.3, 0.3):
+        log_z, u, c, _ = _bond_moments(K, rows, cols)
+        np.testing.assert_allclose(
+            rg.torus_log_partition(K, rows, cols), log_z, rtol=1e-13, atol=0
+        )
+        np.testing.assert_allclose(rg.torus_energy(K, rows, cols), u, atol=1e-12)
+        np.testing.assert_allclose(
+            rg.torus_specific_heat(K, rows, cols), c, rtol=1e-11, atol=1e-13
+        )
+    n = rows * cols
+    assert float(rg.torus_log_partition(0.0, rows, cols)) == pytest.approx(
+        n * np.log(2), rel=1e-15
+    )
+    assert float(rg.torus_energy(0.0, rows, cols)) == 0.0
+    assert float(rg.torus_specific_heat(0.0, rows, cols)) == 0.0
+    d2 = jax.grad(jax.grad(lambda k: rg.torus_log_partition(k, rows, cols)))(0.0)
+    np.testing.assert_allclose(d2, _bond_moments(0.0, rows, cols)[3], rtol=1e-12)
+    if rows % 2 == 0 and cols % 2 == 0:
+        for K in (0.2, rg.K_C, 1.0):
+            np.testing.assert_allclose(
+                rg.torus_log_partition(-K, rows, cols),
+                rg.torus_log_partition(K, rows, cols),
+                rtol=1e-14,
+            )
+            np.testing.assert_allclose(
+                rg.torus_energy(-K, rows, cols),
+                -rg.torus_energy(K, rows, cols),
+                rtol=1e-12,
+            )
+
+
+def test_kaufman_refuses_a_strongly_frustrated_torus():
+    # 3×3 at K = −0.6: the four terms cancel by ~25, still exact to 1e-13.
+    log_z, u, _, _ = _bond_moments(-0.6, 3, 3)
+    np.testing.assert_allclose(rg.torus_log_partition(-0.6, 3, 3), log_z, rtol=1e-13)
+    np.testing.assert_allclose(rg.torus_energy(-0.6, 3, 3), u, atol=1e-12)
+    # at K = −1.5 they cancel by ~1e6 and the formula would lose 1e-9 in ln Z
+    for fn in (rg.torus_log_partition, rg.torus_energy, rg.torus_specific_heat):
+        with pytest.raises(ValueError, match="frustrated antiferromagnet"):
+            fn(-1.5, 3, 3)
+    # under a transformation it cannot raise: NaN, not a wrong number
+    assert np.isnan(jax.jit(lambda k: rg.torus_log_partition(k, 3, 3))(-1.5))
+
+
 def test_onsager_limits():
     np.testing.assert_allclose(rg.K_C, 0.44068679350977147, rtol=1e-15)
     np.testing.assert_allclose(rg.onsager_energy(rg.K_C), -np.sqrt(2), rtol=1e-12)

@@ -99,3 +99,24 @@ def test_sde_without_noise_limit_is_gradient_flow():
     exact = xbar + (2.0 - xbar) * np.exp(-2.0)
     # Euler with dt = 1e-3 has global error ≈ t·e^{-t}·dt/2·|θ0 − x̄|.
     assert abs(float(traj.final_params) - exact) < 2e-3 * abs(2.0 - xbar)
+
+
+def test_full_batch_without_replacement_has_no_noise_even_for_one_example():
+    # B = N without replacement is the full batch: the noise factor (N−B)/(B(N−1)) is
+    # 0 (it was 0/0 for N = 1). Two Brownian paths then give one deterministic
+    # path, Φ = ½(θ − x)²: θ(t) = x + (θ0 − x)e^{−t}, up to Euler's O(dt).
+    data = jnp.asarray([0.5])
+    traj = dl.sgd_sde(
+        LOSS,
+        jnp.asarray(2.0),
+        data,
+        0.1,
+        1.0,
+        batch_size=1,
+        replacement=False,
+        key=jax.random.split(jax.random.key(0), 2),
+        num_saves=2,
+    )
+    final = np.asarray(traj.final_params)
+    assert final[0] == final[1]
+    np.testing.assert_allclose(final[0], 0.5 + 1.5 * np.exp(-1.0), rtol=2e-2)

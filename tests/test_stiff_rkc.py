@@ -224,7 +224,8 @@ def test_counts_include_rejected_attempts():
     counted = {}
     for name, solver, dt0 in (
         ("tsit5", "tsit5", 1e-3),
-        ("rkc2", RKC2(max_stages=6), 1.0),
+        # dt0 = 1 needs ~50 substeps of ≤ 6 stages: budget rejections at first.
+        ("rkc2", RKC2(max_stages=6, max_substeps=4), 1.0),
     ):
         calls[0] = 0
         tr = dl.gradient_flow(loss, jnp.ones(12), 2.0, solver=solver, dt0=dt0, **kw)
@@ -234,3 +235,38 @@ def test_counts_include_rejected_attempts():
     calls_rkc, st = counted["rkc2"]
     assert st["num_rejected_steps"] > 0 and st["num_budget_rejections"] > 0
     assert calls_rkc - overhead == st["num_vf_evals"] + st["num_jvps"]
+
+
+def _wide_quadratic(n=12):
+    """Rotated quadratic with eigenvalues 1 … 1e5 and minimum at linspace(-1, 1)."""
+    lam = jnp.logspace(0.0, 5.0, n)
+    q, _ = jnp.linalg.qr(jax.random.normal(jax.random.key(0), (n, n)))
+    star = jnp.linspace(-1.0, 1.0, n)
+    h = (q * lam) @ q.T
+    loss = lambda w: 0.5 * (w - star) @ h @ (w - star)
+    exact = lambda t, w0: star + (q * jnp.exp(-lam * t)) @ q.T @ (w0 - star)
+    return loss, exact, jnp.zeros(n)
+
+
+@pytest.mark.parametrize("max_stages", [None, 150, 250, 400])
+def test_stage_budget_never_breaks_a_solve(max_stages):
+    """A larger stage budget must not break a solve, and the budget sets the
+    substep instead of costing rejected attempts. (Formerly a step over budget was
+    computed with the capped stage count far outside its stability interval; the
+    candidate overflowed, the controller got inf/inf and proposed a NaN step: with
+    max_stages = 250 the solve sat at t ≈ 26 until max_steps. At the default budget
+    560 of 1783 attempts, 31%, were budget rejections.)"""
+    loss, exact, w0 = _wide_quadratic()
+    rtol = 1e-6
+    solver = RKC2() if max_stages is None else RKC2(max_stages=max_stages)
+    kw = dict(rtol=rtol, atol=1e-8, num_saves=4, check_stiffness=False)
+    tr = dl.gradient_flow(loss, w0, 30.0, solver=solver, **kw)
+    assert tr.stats["t_final"] == 30.0
+    err = max(
+        float(jnp.max(jnp.abs(w - exact(t, w0)))) for t, w in zip(tr.ts, tr.params)
+    )
+    # Measured 1.5e-7 … 7.5e-7 (‖θ0 − θ*‖∞ = 1); the usual 30·rtol bound.
+    assert err < 30 * rtol, err
+    s = tr.stats
+    assert s["max_stages_used"] <= (200 if max_stages is None else max_stages)
+    assert s["num_budget_rejections"] < 0.05 * s["num_steps"], s  # measured 0

@@ -62,7 +62,7 @@ def test_single_layer_relu_four_point_is_exactly_one_over_width():
         assert abs(g4[i] - exact_g4) < 4 * both.stderr[0, i]
         assert abs(kappa[i] - exact_kappa) < 4 * both.stderr[1, i]
     slope, _ = dl.fit_slope(widths, g4)
-    assert abs(slope + 1) < 0.1, slope  # issue 6: −1 ± 0.1 over N = 8..512
+    assert abs(slope + 1) < 0.1, slope  # −1 ± 0.1 over N = 8..512
     slope, _ = dl.fit_slope(widths, kappa)
     assert abs(slope + 1) < 0.1, slope
 

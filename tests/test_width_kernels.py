@@ -163,6 +163,61 @@ def test_gp_posterior_against_dense_formula():
     np.testing.assert_allclose(np.diag(post.cov), 0, atol=1e-9)
 
 
+def _diagonal_recursion(x, depth, dphi2, phi2, sw2=1.0, sb2=0.0):
+    """NNGP and NTK at x = x′ in float64 NumPy: K ← σ_b² + σ_w² E[φ²],
+    Θ ← K + σ_w² E[φ'²] Θ, the expectations given as functions of the variance."""
+    k = sb2 + sw2 * np.sum(np.asarray(x) ** 2, axis=1) / x.shape[1]
+    ntk = k.copy()
+    for _ in range(depth):
+        k, ntk = sb2 + sw2 * phi2(k), sb2 + sw2 * phi2(k) + sw2 * dphi2(k) * ntk
+    return k, ntk
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_relu_ntk_diagonal_is_exact(depth):
+    # At θ = 0: E[relu(u)²] = k/2 and E[relu'(u)²] = 1/2. A last-bit difference of
+    # x·x and |x|² used to give θ ~ 1e-8 and a relative error ~1e-9 on the diagonal.
+    x = np.random.default_rng(3).normal(size=(12, 7))
+    kw = dict(depth=depth, sigma_w=1.3, sigma_b=0.2)
+    want_k, want_ntk = _diagonal_recursion(
+        x, depth, lambda k: 0.5 + 0 * k, lambda k: k / 2, 1.3**2, 0.2**2
+    )
+    for got in (
+        width.infinite_width_kernels(x, **kw),
+        width.infinite_width_kernels(x, np.array(x), **kw),
+    ):
+        np.testing.assert_allclose(np.diag(got.ntk), want_ntk, rtol=1e-14, atol=0)
+        np.testing.assert_allclose(np.diag(got.nngp), want_k, rtol=1e-14, atol=0)
+        assert np.all(
+            np.abs(got.ntk) <= np.sqrt(np.outer(want_ntk, want_ntk)) * (1 + 1e-14)
+        )
+
+
+def test_erf_and_quadrature_ntk_diagonals_are_exact():
+    x = np.random.default_rng(4).normal(size=(6, 5))
+    # erf (Williams 1997) at θ = 0: E[φ²] = (2/π) arcsin(2k/(1+2k)),
+    # E[φ'²] = (4/π)/√(1 + 4k)
+    want = _diagonal_recursion(
+        x,
+        2,
+        lambda k: 4 / np.pi / np.sqrt(1 + 4 * k),
+        lambda k: 2 / np.pi * np.arcsin(2 * k / (1 + 2 * k)),
+    )
+    got = width.infinite_width_kernels(x, depth=2, activation="erf")
+    np.testing.assert_allclose(np.diag(got.ntk), want[1], rtol=1e-14, atol=0)
+    # tanh by quadrature: at ρ = 1 the tensor rule is the 1-D Gauss–Hermite rule
+    z, w = np.polynomial.hermite_e.hermegauss(32)
+    w = w / w.sum()
+    want = _diagonal_recursion(
+        x,
+        2,
+        lambda k: (w * np.cosh(np.sqrt(k)[:, None] * z) ** -4).sum(1),
+        lambda k: (w * np.tanh(np.sqrt(k)[:, None] * z) ** 2).sum(1),
+    )
+    got = width.infinite_width_kernels(x, depth=2, activation="tanh", num_nodes=32)
+    np.testing.assert_allclose(np.diag(got.ntk), want[1], rtol=1e-13, atol=0)
+
+
 def test_bad_input():
     x = jnp.ones((2, 3))
     with pytest.raises(ValueError, match=r"Closed forms exist for .*quadrature"):

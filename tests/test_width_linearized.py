@@ -119,3 +119,25 @@ def test_bad_input():
         )
     with pytest.raises(ValueError, match="normalization"):
         width.linearized_mse(k, jnp.ones(3), jnp.ones(3), 1.0, normalization="max")
+
+
+def test_non_psd_kernel_warns_and_round_off_does_not():
+    import warnings
+
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    y, f0 = rng.normal(size=6), rng.normal(size=6)
+    # a rank-3 Gram matrix: its null eigenvalues come out of eigh at ±1e-16 · λ_max
+    g = rng.normal(size=(6, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        width.linearized_mse(g @ g.T, y, f0, 1.0)
+        # a negative eigenvalue at 1e-13 of the largest is still round-off
+        lam = np.array([2.0, 1.0, 0.5, 0.1, 0.0, -2e-13])
+        width.linearized_mse(q @ np.diag(lam) @ q.T, y, f0, 1.0)
+    # −1e-3 of the largest: a wrong kernel, which used to be clipped to zero silently
+    lam = np.array([2.0, 1.0, 0.5, 0.1, 0.0, -2e-3])
+    with pytest.warns(width.NonPSDKernelWarning, match="-0.001 × the largest"):
+        ftr, _ = width.linearized_mse(q @ np.diag(lam) @ q.T, y, f0, 1.0)
+    assert np.all(np.isfinite(ftr))
+    assert issubclass(width.NonPSDKernelWarning, UserWarning)

@@ -19,9 +19,46 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 
-from ._hamiltonian import AbstractHamiltonian, State, check_time_reversal, is_traced
+from ._hamiltonian import (
+    AbstractHamiltonian,
+    State,
+    as_state,
+    ensure_time_reversal,
+    is_traced,
+)
 from ._integrators import AbstractIntegrator, evolve
+
+
+def check_eta(
+    eta: Any,
+    *,
+    signed: bool,
+    name: str = "eta",
+    what: str = "the strength of the error kick injected at the final time",
+) -> None:
+    """Raise `ValueError` unless a concrete `eta` (the echo nudge strength) is a finite
+    real scalar, nonzero (`signed=True`: either sign, as in the −η echo of averaged
+    HEB) or positive (`signed=False`). Traced values are not checked."""
+    if is_traced(eta):
+        return
+    arr = np.asarray(eta)
+    ok = arr.ndim == 0 and np.isrealobj(arr) and np.isfinite(arr)
+    ok = ok and (arr != 0 if signed else arr > 0)
+    if not ok:
+        need = (
+            "a finite, nonzero real scalar" if signed else "a positive, finite scalar"
+        )
+        raise ValueError(
+            f"`{name}` ({what}) must be {need}, got {eta!r}."
+            + (
+                " Use a small value such as 1e-3: the echo is linear in it only for "
+                "small kicks."
+                if name in ("eta", "eps")
+                else ""
+            )
+        )
 
 
 def echo(
@@ -40,13 +77,22 @@ def echo(
 
     **Returns** the echoed state $x + ηJ∇(C∘M)(x) + O(η^2)$ (canonical) or
     $Φ - iη∂(C∘M)/∂Φ^* + O(η^2)$ (complex form). Costs two forward evolutions; memory
-    does not grow with `num_steps`. With `check=True` (and concrete inputs) the
-    Hamiltonian's time-reversal invariance is checked first.
+    does not grow with `num_steps`.
+
+    `state` is a tuple `(q, p)` of equal-shaped real arrays for a canonical
+    Hamiltonian, one complex array Φ for the complex form (validated). `eta` must be
+    finite and nonzero; a negative η is the reversed nudge (averaged HEB).
+
+    With `check=True` (default) the Hamiltonian's time-reversal invariance
+    $H(q, -p) = H(q, p)$ is checked first: eagerly (`ValueError`) when the values are
+    concrete, and inside the compiled graph (`equinox.EquinoxRuntimeError`, four
+    evaluations of H) when they are traced, e.g. a coupling passed to a `jit`-ted
+    function.
     """
-    if not hamiltonian.complex_form:
-        state = tuple(state)
-    if check and not is_traced((hamiltonian, state)):
-        check_time_reversal(hamiltonian, state)
+    state = as_state(hamiltonian, state)
+    check_eta(eta, signed=True)
+    if check:
+        state = ensure_time_reversal(hamiltonian, state)
 
     def run(x):
         return evolve(hamiltonian, x, t1, num_steps, integrator=integrator)
@@ -74,11 +120,15 @@ def echo_gradient(
     $δ = (\\mathrm{echo}_η(x) - \\mathrm{echo}_{-η}(x))/2η$ (two echoes, `vmap`-ed),
     relative error O(η²); it also cancels the O(reversal error/η) bias of a
     non-reversible integrator. Round-off sets a floor ≈ ε_mach·‖DM‖/η.
+
+    `eta` must be positive and finite (`ValueError`: η = 0 would divide by zero). The
+    state and `check` are as in [`dynlearn.echo.echo`][] (the time-reversal check,
+    eager or inside `jit`, is done once here).
     """
-    if not hamiltonian.complex_form:
-        state = tuple(state)
-    if check and not is_traced((hamiltonian, state)):
-        check_time_reversal(hamiltonian, state)
+    state = as_state(hamiltonian, state)
+    check_eta(eta, signed=False)
+    if check:
+        state = ensure_time_reversal(hamiltonian, state)
 
     def one(e):
         return echo(

@@ -10,6 +10,12 @@ Two state layouts are used throughout `dynlearn.echo`:
   $Φ → Φ^*$ (phase conjugation). Writing $Φ = q + ip$ this is canonical dynamics with
   Hamiltonian $H/2$ (the convention of López-Pastor & Marquardt's code).
 
+Every public function of `dynlearn.echo` that takes a state validates it against the
+Hamiltonian's layout first: a canonical state must be a `tuple` (or `list`) of exactly
+two real floating arrays of equal shape (one stacked `(2, n)` or flat `[q, p]` array is
+refused rather than guessed at); a complex-form state must be one array (a real array
+is read as Φ with Im Φ = 0).
+
 Gradients of a real function $f$ of a state are returned in the same layout:
 `(∂f/∂q, ∂f/∂p)` for canonical states and $∂f/∂\\mathrm{Re}Φ + i∂f/∂\\mathrm{Im}Φ$ for
 complex ones (see [`dynlearn.echo.state_gradient`][]).
@@ -26,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import jax.tree_util as jtu
+import numpy as np
 
 
 State = Any
@@ -35,6 +42,77 @@ State = Any
 def is_traced(tree: Any) -> bool:
     """True if any leaf of `tree` is a JAX tracer (we are inside jit/vmap/grad)."""
     return any(isinstance(x, jax.core.Tracer) for x in jtu.tree_leaves(tree))
+
+
+def _describe(state: Any) -> str:
+    if isinstance(state, tuple | list):
+        return f"a {type(state).__name__} of {len(state)} entries"
+    if hasattr(state, "shape") and hasattr(state, "dtype"):
+        return f"one array of shape {tuple(state.shape)} and dtype {state.dtype}"
+    return f"a {type(state).__name__}"
+
+
+def as_state(hamiltonian: AbstractHamiltonian, state: Any) -> State:
+    """Validate `state` against the layout of `hamiltonian` and **return** it in
+    canonical form: a tuple `(q, p)` of equal-shaped real floating arrays, or one
+    complex array Φ (a real array is promoted to complex). Raises `ValueError` for a
+    wrong structure or shape and `TypeError` for a wrong dtype, naming the expected
+    layout. Works on tracers (only shapes and dtypes are inspected)."""
+    name = type(hamiltonian).__name__
+    if hamiltonian.complex_form:
+        if isinstance(state, tuple | list):
+            raise ValueError(
+                f"{name} is in complex (Wirtinger) form: its state is one complex "
+                f"array Φ = q + ip, got {_describe(state)}. Pass q + 1j * p, or use "
+                "a canonical Hamiltonian (CanonicalHamiltonian, SeparableHamiltonian) "
+                "for a real (q, p) state."
+            )
+        phi = jnp.asarray(state)
+        if jnp.issubdtype(phi.dtype, jnp.complexfloating):
+            return phi
+        if jnp.issubdtype(phi.dtype, jnp.floating):
+            return phi.astype(jnp.result_type(phi.dtype, jnp.complex64))
+        raise TypeError(
+            f"{name} needs a complex (or real floating) state Φ, got dtype {phi.dtype}."
+        )
+    layout = (
+        f"{name} is a canonical Hamiltonian: its state is a tuple (q, p) of two real "
+        "floating arrays of equal shape"
+    )
+    if not isinstance(state, tuple | list):
+        shape = tuple(np.shape(state)) if hasattr(state, "shape") else None
+        hint = ""
+        if shape is not None and len(shape) >= 2 and shape[0] == 2:
+            hint = (
+                " A stacked array is not split automatically; if its rows are q and "
+                "p, pass (x[0], x[1])."
+            )
+        elif shape is not None and len(shape) == 1 and shape[0] % 2 == 0:
+            hint = (
+                " A flat vector [q, p] converts with "
+                "dynlearn.echo.from_real(hamiltonian, x, like=(q, p))."
+            )
+        raise ValueError(f"{layout}, got {_describe(state)}.{hint}")
+    if len(state) != 2:
+        raise ValueError(f"{layout}, got {_describe(state)}.")
+    q, p = (jnp.asarray(v) for v in state)
+    if q.shape != p.shape:
+        raise ValueError(
+            f"{layout}; got q of shape {q.shape} and p of shape {p.shape}. Every "
+            "coordinate needs its conjugate momentum."
+        )
+    for v in (q, p):
+        if jnp.issubdtype(v.dtype, jnp.complexfloating):
+            raise TypeError(
+                f"{layout}, got dtype {v.dtype}. Complex-amplitude states need the "
+                "complex (Wirtinger) form: dynlearn.echo.WirtingerHamiltonian (or a "
+                "subclass such as KerrLatticeHamiltonian) with one complex array Φ."
+            )
+        if not jnp.issubdtype(v.dtype, jnp.floating):
+            raise TypeError(
+                f"{layout}, got dtype {v.dtype}; convert with jnp.asarray(x, float)."
+            )
+    return (q, p)
 
 
 def _real_gradient(f: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Array:
@@ -211,13 +289,15 @@ def state_gradient(
     """∇f of a real function of the state, in the state's layout: `(∂f/∂q, ∂f/∂p)`
     (canonical) or $∂f/∂\\mathrm{Re}Φ + i∂f/∂\\mathrm{Im}Φ$ (complex form). This is
     `jax.grad` used as the ground truth for echo gradients."""
+    state = as_state(hamiltonian, state)
     if hamiltonian.complex_form:
         return _real_gradient(fn, state)
-    return jax.grad(lambda s: jnp.real(fn(s)))(tuple(state))
+    return jax.grad(lambda s: jnp.real(fn(s)))(state)
 
 
 def to_real(hamiltonian: AbstractHamiltonian, state: State) -> jax.Array:
     """The state as one real vector `[q, p]` (complex form: `[Re Φ, Im Φ]`)."""
+    state = as_state(hamiltonian, state)
     if hamiltonian.complex_form:
         return jnp.concatenate([jnp.real(state).ravel(), jnp.imag(state).ravel()])
     q, p = state
@@ -225,13 +305,50 @@ def to_real(hamiltonian: AbstractHamiltonian, state: State) -> jax.Array:
 
 
 def from_real(hamiltonian: AbstractHamiltonian, x: jax.Array, like: State) -> State:
-    """Inverse of [`dynlearn.echo.to_real`][]; `like` gives shapes."""
+    """Inverse of [`dynlearn.echo.to_real`][]; `like` (a state of the Hamiltonian's
+    layout) gives the shapes, and `x` must be a vector of twice its size."""
+    like = as_state(hamiltonian, like)
+    n = like.size if hamiltonian.complex_form else like[0].size
+    x = jnp.asarray(x)
+    if x.shape != (2 * n,):
+        raise ValueError(
+            f"from_real needs a real vector of shape ({2 * n},) (the [q, p] layout of "
+            f"`like`), got shape {x.shape}."
+        )
     if hamiltonian.complex_form:
-        n = like.size
         return (x[:n] + 1j * x[n:]).reshape(like.shape)
     q, _ = like
-    n = q.size
     return (x[:n].reshape(q.shape), x[n:].reshape(q.shape))
+
+
+_TR_MESSAGE = (
+    "The Hamiltonian is not time-reversal invariant: H(q, -p) != H(q, p){detail}. "
+    "Echo backpropagation needs H(q, -p) = H(q, p) (complex form: H(conj(phi)) = "
+    "H(phi)); remove terms odd in the momenta (magnetic/Coriolis terms, complex "
+    "hoppings, gyrators)."
+)
+
+
+def _default_rtol(dtype: Any) -> float:
+    return 1e4 * float(jnp.finfo(dtype).eps)
+
+
+def _violations(
+    hamiltonian: AbstractHamiltonian, state: State, key: Any, num_samples: int
+) -> jax.Array:
+    """Relative violations |H(x) - H(Tx)| / (1 + |H(x)|) at `state` and at
+    `num_samples` unit-normal perturbations of it (jit-compatible)."""
+    x = to_real(hamiltonian, state)
+    noise = jr.normal(key, (num_samples, x.size), x.dtype)
+    samples = jnp.concatenate([x[None], x[None] + noise])
+
+    def violation(xs):
+        s = from_real(hamiltonian, xs, state)
+        h = hamiltonian.energy(s)
+        hr = hamiltonian.energy(hamiltonian.time_reverse(s))
+        return jnp.abs(h - hr) / (1.0 + jnp.abs(h))
+
+    return jax.vmap(violation)(samples)
 
 
 def check_time_reversal(
@@ -243,40 +360,52 @@ def check_time_reversal(
     rtol: float | None = None,
 ) -> float:
     """Check $H(\\mathcal T x) = H(x)$ on `state` and on `num_samples` random states
-        near it (unit normal perturbations), and raise `ValueError` if it fails.
+    near it (unit normal perturbations), and raise `ValueError` if it fails.
     Inside `jit` it runs at trace time when the Hamiltonian and state are concrete, and
-    is skipped (returns NaN) when they are traced. `rtol` defaults to 10⁴ ε of the
-    state's dtype (2e-12 in float64), far below any genuine violation.
+    returns NaN when they are traced (the echo functions then check inside the
+    compiled graph instead, see [`dynlearn.echo.echo`][]). `rtol` defaults to 10⁴ ε of
+    the state's dtype (2e-12 in float64), far below any genuine violation.
 
-        HEB (and every echo in this module) relies on time-reversal invariance: only then
-        does "reverse momenta, evolve forward" undo the evolution. **Returns** the largest
-        relative violation found.
+    HEB (and every echo in this module) relies on time-reversal invariance: only then
+    does "reverse momenta, evolve forward" undo the evolution. **Returns** the largest
+    relative violation found.
     """
+    state = as_state(hamiltonian, state)
     x = to_real(hamiltonian, state)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"The state must be floating point, got dtype {x.dtype}.")
-    rtol = 1e4 * float(jnp.finfo(x.dtype).eps) if rtol is None else rtol
-
-    def violation(xs):
-        s = from_real(hamiltonian, xs, state)
-        h = hamiltonian.energy(s)
-        hr = hamiltonian.energy(hamiltonian.time_reverse(s))
-        return jnp.abs(h - hr) / (1.0 + jnp.abs(h))
-
+    rtol = _default_rtol(x.dtype) if rtol is None else rtol
     try:
         with jax.ensure_compile_time_eval():
             key = jr.key(0) if key is None else key
-            noise = jr.normal(key, (num_samples, x.size), x.dtype)
-            samples = jnp.concatenate([x[None], x[None] + noise])
-            worst = float(jnp.max(jax.vmap(violation)(samples)))
+            worst = float(jnp.max(_violations(hamiltonian, state, key, num_samples)))
     except jax.errors.ConcretizationTypeError:
         return float("nan")  # the Hamiltonian depends on traced values: not checkable
     if not worst <= rtol:
         raise ValueError(
-            "The Hamiltonian is not time-reversal invariant: H(q, -p) != H(q, p) "
-            f"(relative violation {worst:.2e} > {rtol:g}). Echo backpropagation "
-            "needs H(q, -p) = H(q, p) (complex form: H(conj(phi)) = H(phi)); remove "
-            "terms odd in the momenta (magnetic/Coriolis terms, complex hoppings, "
-            "gyrators)."
+            _TR_MESSAGE.format(detail=f" (relative violation {worst:.2e} > {rtol:g})")
         )
     return worst
+
+
+def ensure_time_reversal(hamiltonian: AbstractHamiltonian, state: State) -> State:
+    """Check time-reversal invariance wherever it can be checked and **return**
+    `state` (use the returned value: under `jit` the check is attached to it).
+
+    With concrete values this is [`dynlearn.echo.check_time_reversal`][] (a
+    `ValueError` before any compute). When the Hamiltonian or the state is traced
+    (a coupling passed as a `jit` argument, `vmap`, `grad`) the same test runs inside
+    the compiled graph on `state` and one fixed perturbation of it (four evaluations
+    of H), and a violation raises `equinox.EquinoxRuntimeError` with the same message
+    when the computation runs."""
+    state = as_state(hamiltonian, state)
+    if not is_traced((hamiltonian, state)):
+        if not np.isnan(check_time_reversal(hamiltonian, state)):
+            return state
+    x_dtype = to_real(hamiltonian, state).dtype
+    worst = jnp.max(_violations(hamiltonian, state, jr.key(0), 1))
+    msg = _TR_MESSAGE.format(
+        detail=(
+            f" (relative violation above {_default_rtol(x_dtype):.1e}, checked inside "
+            "jit on the state and one perturbation of it; check=False skips this)"
+        )
+    )
+    return eqx.error_if(state, ~(worst <= _default_rtol(x_dtype)), msg)

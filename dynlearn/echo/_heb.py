@@ -25,7 +25,7 @@ import numpy as np
 
 from .._discrete import minibatch_indices
 from .._trajectory import Trajectory
-from ._echo import echo
+from ._echo import check_eta, echo
 from ._hamiltonian import check_time_reversal, is_traced
 from ._machines import AbstractEchoMachine, squared_error
 
@@ -59,7 +59,9 @@ def echo_displacement(
     cost: Cost = squared_error,
 ) -> tuple[jax.Array, jax.Array]:
     """Echo a batch (`x`, `y` with a leading sample axis; `vmap`-ed) and **return**
-    the learning field's mean displacement `(Δθ, Δp_θ)`."""
+    the learning field's mean displacement `(Δθ, Δp_θ)`. `eta` is finite and nonzero
+    (negative: the reversed echo of averaged HEB)."""
+    check_eta(eta, signed=True)
 
     def one(xi, yi):
         s0 = machine.initial_state(xi, theta)
@@ -111,8 +113,11 @@ def heb_step(
     decay(−m) (the authors' `HEB_step_av`). **Returns** the new θ. Only forward
     evolutions are used: no trajectory is stored and no derivative of the dynamics
     is taken (the cost's derivative at the output is the injected error signal).
+    `eta` and `m` must be positive and finite.
     """
     _check_variant(variant)
+    check_eta(eta, signed=False)
+    check_eta(m, signed=False, name="m", what="the effective mass of the decay step")
     dq, dp = echo_displacement(machine, theta, x, y, eta, cost)
     theta = decay(theta, dq, dp, m, max_kick)
     if variant == "averaged":

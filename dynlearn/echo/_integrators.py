@@ -18,11 +18,13 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
+import numpy as np
 
 from .._misc import NonFiniteError, tree_all_finite
 from ._hamiltonian import (
     AbstractHamiltonian,
     State,
+    as_state,
     from_real,
     is_traced,
     to_real,
@@ -117,10 +119,12 @@ def default_integrator(hamiltonian: AbstractHamiltonian) -> AbstractIntegrator:
 
 
 def _check_steps(t1: Any, num_steps: int) -> None:
-    if not isinstance(num_steps, int) or num_steps < 1:
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"`num_steps` must be a positive int, got {num_steps!r}.")
-    if not is_traced(t1) and not float(t1) > 0:
-        raise ValueError(f"`t1` (the evolution time) must be positive, got {t1!r}.")
+    if not is_traced(t1) and not (np.ndim(t1) == 0 and 0 < float(t1) < np.inf):
+        raise ValueError(
+            f"`t1` (the evolution time) must be positive and finite, got {t1!r}."
+        )
 
 
 def _raise_if_nonfinite(first_bad: Any, dt: Any, state: State) -> State:
@@ -154,6 +158,7 @@ def evolve(
     non-finite (inside `jit` an `equinox` runtime error without the time).
     """
     _check_steps(t1, num_steps)
+    state = as_state(hamiltonian, state)
     integrator = default_integrator(hamiltonian) if integrator is None else integrator
     x, first_bad = _evolve(hamiltonian, state, t1, num_steps, integrator)
     return _raise_if_nonfinite(first_bad, t1 / num_steps, x)
@@ -190,6 +195,13 @@ def evolve_path(
     `t = 0, save_every·dt, …, t1` stacked along a leading axis (`num_steps` must be a
     multiple of `save_every`)."""
     _check_steps(t1, num_steps)
+    state = as_state(hamiltonian, state)
+    if (
+        isinstance(save_every, bool)
+        or not isinstance(save_every, int)
+        or save_every < 1
+    ):
+        raise ValueError(f"`save_every` must be a positive int, got {save_every!r}.")
     if num_steps % save_every:
         raise ValueError(
             f"`num_steps` ({num_steps}) must be a multiple of `save_every` "
@@ -228,6 +240,7 @@ def reversal_error(
 ) -> jax.Array:
     """$‖\\mathcal T M \\mathcal T M x - x‖ / ‖x‖$: evolve, reverse, evolve, reverse.
     Zero (to round-off) for a symmetric integrator of a time-reversal-invariant H."""
+    state = as_state(hamiltonian, state)
 
     def run(x):
         return evolve(hamiltonian, x, t1, num_steps, integrator=integrator)
@@ -247,6 +260,7 @@ def symplecticity_error(
 ) -> jax.Array:
     """$\\max|D^TJD - J|$ for the Jacobian D of the time-`t1` map at `state`, in real
     coordinates `[q, p]` (`jax.jacfwd`; complex form: `[Re Φ, Im Φ]`)."""
+    state = as_state(hamiltonian, state)
     x0 = to_real(hamiltonian, state)
 
     def flow(x):

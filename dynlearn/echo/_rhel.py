@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 import jax.tree_util as jtu
 
-from ._hamiltonian import SeparableHamiltonian, State, check_time_reversal, is_traced
+from ._echo import check_eta
+from ._hamiltonian import SeparableHamiltonian, State, as_state, ensure_time_reversal
 from ._integrators import _check_steps, evolve
 
 
@@ -46,18 +47,19 @@ def rhel_gradient(
       `t1`, `num_steps`.
 
     **Returns** the gradient, a pytree like θ; error O(ε²) against `jax.grad` of the
-    discretised loss. Memory does not grow with `num_steps`.
+    discretised loss. Memory does not grow with `num_steps`. `eps` must be positive
+    and finite; time-reversal invariance is checked as in [`dynlearn.echo.echo`][]
+    (eagerly, or inside `jit` when θ is traced).
     """
     _check_steps(t1, num_steps)
+    check_eta(eps, signed=False, name="eps")
     ham = make_hamiltonian(theta)
     if not isinstance(ham, SeparableHamiltonian):
         raise TypeError(
             "rhel_gradient needs `make_hamiltonian` to return a SeparableHamiltonian "
             f"(leapfrog), got {type(ham).__name__}."
         )
-    state = tuple(state)
-    if not is_traced((ham, state)):
-        check_time_reversal(ham, state)
+    state = ensure_time_reversal(ham, as_state(ham, state))
     dt = t1 / num_steps
 
     def dv_dtheta(q):

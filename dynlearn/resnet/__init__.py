@@ -1,4 +1,4 @@
-"""Residual networks as discretisations of ODEs in depth (issue 3).
+"""Residual networks as discretisations of ODEs in depth.
 
 A ResNet $x_{n+1} = x_n + h f(x_n, θ_n)$ is a forward-Euler step of
 $\\dot x = f(x, θ(t))$ (E 2017; Haber & Ruthotto 2017; Lu et al. 2018; Chang et al.

@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 from jaxtyping import Array, PRNGKeyArray, PyTree
 
 
@@ -25,6 +26,19 @@ def _legendre(s: Array, n: int) -> Array:
     for i in range(1, n - 1):
         ps.append(((2 * i + 1) * s * ps[i] - i * ps[i - 1]) / (i + 1))
     return jnp.stack(ps[:n])
+
+
+def _declared_sizes(layer) -> tuple[int, int] | None:
+    """`(in, out)` of a layer that declares them (`in_size`/`out_size` integer
+    attributes as on `dynlearn.MLP`, or the `(out, in)` weight of an affine map);
+    None when the sizes can only be inferred from an input."""
+    n_in, n_out = getattr(layer, "in_size", None), getattr(layer, "out_size", None)
+    if isinstance(n_in, int | str) and isinstance(n_out, int | str):
+        return n_in, n_out
+    weight = getattr(layer, "weight", None)
+    if hasattr(layer, "bias") and getattr(weight, "ndim", 0) == 2:
+        return int(weight.shape[1]), int(weight.shape[0])
+    return None
 
 
 class ResidualField(eqx.Module):
@@ -60,8 +74,10 @@ class ResidualField(eqx.Module):
     ):
         if basis not in BASES:
             raise ValueError(f"Unknown basis {basis!r}; use one of {BASES}.")
-        if not T > 0:
-            raise ValueError(f"The depth horizon T must be positive, got {T!r}.")
+        if isinstance(T, bool) or not (np.ndim(T) == 0 and 0 < float(T) < np.inf):
+            raise ValueError(
+                f"The depth horizon T must be positive and finite, got {T!r}."
+            )
         leaves = jax.tree.leaves(eqx.filter(layers, eqx.is_array))
         if not leaves:
             raise ValueError("`layers` has no array leaves (weights).")
@@ -75,6 +91,16 @@ class ResidualField(eqx.Module):
         self.num_pieces = sizes.pop()
         if basis == "hat" and self.num_pieces < 2:
             raise ValueError("The 'hat' basis needs at least 2 nodes.")
+        one = jax.tree.map(lambda a: a[0] if eqx.is_array(a) else a, layers)
+        io = _declared_sizes(one)
+        if io is not None and (io[0] != io[1] or "scalar" in io):
+            raise ValueError(
+                f"A residual layer must map R^d to R^d (the step adds h f(x) to x), "
+                f"but this {type(one).__name__} maps in_size={io[0]!r} to "
+                f"out_size={io[1]!r}. Use a square layer (in_size = out_size = d), "
+                "and lift inputs of another size to d with a linear map first (as "
+                "dynlearn.resnet.Classifier does)."
+            )
         self.layers = layers
         self.T = float(T)
         self.basis = basis
@@ -95,8 +121,11 @@ class ResidualField(eqx.Module):
         `coefficient_decay` $α$ scales the $i$-th weight set by $(i+1)^{-α}$ (useful
         for `"legendre"`: $α > 0$ makes $Θ(t)$ a convergent, smooth expansion).
         """
-        if not isinstance(num, int) or num < 1:
-            raise ValueError(f"`num` must be a positive integer, got {num!r}.")
+        if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+            raise ValueError(
+                f"`num` (the number of weight sets θ_i) must be a positive integer, "
+                f"got {num!r}."
+            )
         layers = eqx.filter_vmap(make_layer)(jr.split(key, num))
         if coefficient_decay:
             scale = (jnp.arange(num) + 1.0) ** (-coefficient_decay)

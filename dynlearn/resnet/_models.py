@@ -14,7 +14,13 @@ from jaxtyping import Array, PRNGKeyArray
 from .._network import MLP, Affine
 from ._field import ResidualField
 from ._schemes import AbstractScheme, LMResNet, get_scheme
-from ._solve import BACKPROP, _check_depth, discretise, neural_ode
+from ._solve import (
+    BACKPROP,
+    _check_depth,
+    check_solver_options,
+    discretise,
+    neural_ode,
+)
 
 
 class ResNet(eqx.Module):
@@ -89,6 +95,7 @@ class NeuralODE(eqx.Module):
         dt0: float | None = None,
         max_steps: int = 4096,
     ):
+        check_solver_options(rtol, atol, dt0, max_steps)
         self.field = field
         self.solver = dfx.Tsit5() if solver is None else solver
         self.adjoint = dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
@@ -125,6 +132,19 @@ class Classifier(eqx.Module):
         self.lift = MLP(in_size, dim, 1, 0, key=k1).layers[0]
         self.body = body
         self.readout = MLP(dim, num_classes, 1, 0, key=k2).layers[0]
+        # Shape inference only: the body must act on states of dimension `dim`.
+        try:
+            out = eqx.filter_eval_shape(body, jnp.zeros(dim))
+        except (ValueError, TypeError) as e:
+            raise ValueError(
+                f"The Classifier's body must map a state of shape ({dim},) (`dim`) to "
+                f"the same shape; calling it on one failed: {e}"
+            ) from e
+        if getattr(out, "shape", None) != (dim,):
+            raise ValueError(
+                f"The Classifier's body must map a state of shape ({dim},) (`dim`) to "
+                f"the same shape, got output shape {getattr(out, 'shape', out)}."
+            )
 
     def __call__(self, x: Array) -> Array:
         return self.readout(self.body(self.lift(x)))

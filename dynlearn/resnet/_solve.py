@@ -9,6 +9,7 @@ import diffrax as dfx
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, PyTree
 
 from ._field import ResidualField
@@ -49,6 +50,44 @@ def _check_state(y0, batch_ok: bool = False) -> None:
     raise ValueError(
         f"Expected one state of shape {shapes}, got shape {jnp.shape(y0)}."
     )
+
+
+def _check_square(field, t, y) -> None:
+    """Raise a `ValueError` unless the field maps a state of `y`'s shape to the same
+    shape (shape inference only, nothing is computed)."""
+    out = jax.eval_shape(lambda u: field(t, u), y)
+    if jax.tree.structure(out) != jax.tree.structure(y) or any(
+        a.shape != b.shape for a, b in zip(jax.tree.leaves(out), jax.tree.leaves(y))
+    ):
+        shape_out = jax.tree.map(lambda a: a.shape, out)
+        raise ValueError(
+            f"A residual layer must map R^d to R^d (the step adds h f(x) to x), but "
+            f"this field maps a state of shape {jnp.shape(y)} to {shape_out}. Use a "
+            "square layer (in_size = out_size = d), and lift inputs of another size "
+            "to d with a linear map first (as dynlearn.resnet.Classifier does)."
+        )
+
+
+def _check_positive(name: str, value, what: str) -> None:
+    if isinstance(value, bool) or not (
+        np.ndim(value) == 0 and np.isreal(value) and 0 < float(value) < np.inf
+    ):
+        raise ValueError(
+            f"`{name}` ({what}) must be positive and finite, got {value!r}."
+        )
+
+
+def check_solver_options(rtol, atol, dt0, max_steps) -> None:
+    """Validate the step-control options of a neural ODE solve."""
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(
+            f"`max_steps` (the solver's step budget) must be a positive integer, got "
+            f"{max_steps!r}."
+        )
+    _check_positive("rtol", rtol, "relative tolerance")
+    _check_positive("atol", atol, "absolute tolerance")
+    if dt0 is not None:
+        _check_positive("dt0", dt0, "initial/constant step in depth")
 
 
 def _scan(field, scheme, state, ts, h, *, checkpoint=False, trajectory=False):
@@ -175,6 +214,7 @@ def discretise(
 def _discretise(field, y0, scheme, depth, backprop, trajectory):
     h = field.T / depth
     ts = jnp.arange(depth, dtype=y0.dtype) * h
+    _check_square(field, ts[0], y0)  # at trace time only
     state0 = scheme.init(field, ts[0], h, y0)
     if backprop == "reversible":
         state = _reversible_scan((field, state0), scheme, ts, h)
@@ -286,10 +326,14 @@ def neural_ode(
       to as N → ∞ (e.g. $\ddot x = f$ with $\dot x(0) = 0$ for `Leapfrog`,
       $(1+k)\dot x = f$ for `LMResNet`); default $\dot x = f$.
     - `ts`: if given, return $x(t)$ at these depths (shape `(len(ts), d)`).
+    - `max_steps`: the step budget. A solve that exhausts it raises `RuntimeError`
+      naming the depth reached (inside `jit`/`grad`/`vmap`, an equinox runtime
+      error with the same advice, when the computation runs).
 
     **Returns:** $x(T)$ (or $x$ at `ts`).
     """
     _check_state(y0)
+    check_solver_options(rtol, atol, dt0, max_steps)
     solver = dfx.Tsit5() if solver is None else solver
     adjoint = dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint
     scheme = Euler() if scheme is None else get_scheme(scheme)
@@ -310,6 +354,8 @@ def neural_ode(
             )
         controller = dfx.ConstantStepSize()
     saveat = dfx.SaveAt(t1=True) if ts is None else dfx.SaveAt(ts=ts)
+    y0 = jnp.asarray(y0)
+    _check_square(field, 0.0, y0)
     sol = dfx.diffeqsolve(
         dfx.ODETerm(term),
         solver,
@@ -322,6 +368,42 @@ def neural_ode(
         adjoint=adjoint,
         saveat=saveat,
         max_steps=max_steps,
+        throw=False,
     )
-    ys = readout(sol.ys)
+    ys = _raise_if_failed(sol, readout(sol.ys), max_steps, field.T, ts is None)
     return ys[-1] if ts is None else ys
+
+
+def _raise_if_failed(sol, ys, max_steps: int, T: float, at_end: bool):
+    """Turn a failed diffrax solve into a clear error (eagerly when the result is
+    concrete, else an equinox runtime error attached to `ys`)."""
+    advice = (
+        "Increase max_steps, loosen rtol/atol, or, if the field is stiff, use an "
+        "implicit solver such as diffrax.Kvaerno5()."
+    )
+    hit = sol.result == dfx.RESULTS.max_steps_reached
+    if isinstance(hit, jax.core.Tracer):
+        ys = eqx.error_if(
+            ys,
+            hit,
+            f"The neural ODE solver used all max_steps={max_steps} steps before "
+            f"reaching depth T = {T:g} (call outside jit to see the depth reached). "
+            + advice,
+        )
+        return sol.result.error_if(ys, sol.result != dfx.RESULTS.successful)
+    if bool(hit):
+        saved = np.asarray(sol.ts)
+        finite = saved[np.isfinite(saved)]
+        reached = (
+            f"stopped at depth t = {float(saved[-1]):.6g}"
+            if at_end
+            else "stopped after the saved depth "
+            f"t = {float(finite[-1]) if finite.size else 0.0:.6g}"
+        )
+        raise RuntimeError(
+            f"The neural ODE solver used all max_steps={max_steps} steps and "
+            f"{reached} of T = {T:g}. " + advice
+        )
+    if bool(sol.result != dfx.RESULTS.successful):
+        raise RuntimeError(f"The neural ODE solve failed: {sol.result}.")
+    return ys

@@ -10,7 +10,7 @@ from jaxtyping import Array
 
 from ._field import ResidualField
 from ._schemes import AbstractScheme, get_scheme
-from ._solve import discretise
+from ._solve import _check_depth, _check_state, discretise
 
 
 def jacobian_spectrum(
@@ -30,7 +30,11 @@ def jacobian_spectrum(
     $z = hλ$, shape `(N, d)`. Uses `jnp.linalg.eigvals` (non-symmetric
     eigenproblem).
     """
-    return _spectrum(field, y0, get_scheme(scheme), depth)
+    scheme = get_scheme(scheme)
+    _check_depth(depth)
+    y0 = jnp.asarray(y0)
+    _check_state(y0)
+    return _spectrum(field, y0, scheme, depth)
 
 
 @eqx.filter_jit

@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 import optax
 from jaxtyping import Array, PRNGKeyArray
 
@@ -13,21 +14,44 @@ from .._data import two_moons
 from ._field import ResidualField
 
 
-@eqx.filter_jit
+def _check_data_args(name: str, n, noise) -> None:
+    if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+        raise ValueError(
+            f"{name}: `n` (the number of examples) must be a positive integer, got "
+            f"{n!r}."
+        )
+    if not (np.ndim(noise) == 0 and np.isreal(noise) and 0 <= float(noise) < np.inf):
+        raise ValueError(
+            f"{name}: `noise` (the Gaussian noise level) must be finite and >= 0, "
+            f"got {noise!r}."
+        )
+
+
 def moons(key: PRNGKeyArray, n: int = 400, noise: float = 0.2) -> tuple[Array, Array]:
     """Two moons (from [`dynlearn.two_moons`][]) with integer labels 0/1."""
+    _check_data_args("moons", n, noise)
+    return _moons(key, n, noise)
+
+
+@eqx.filter_jit
+def _moons(key, n, noise):
     X, y = two_moons(key, n, noise)
     return X, (y > 0).astype(jnp.int32)
 
 
-@eqx.filter_jit
 def circles(
     key: PRNGKeyArray, n: int = 400, noise: float = 0.1, factor: float = 0.5
 ) -> tuple[Array, Array]:
     """Two concentric circles of radii 1 and `factor`, Gaussian noise `noise`;
     labels 0 (outer) / 1 (inner). Returns `X` `(n, 2)`, `y` `(n,)`."""
+    _check_data_args("circles", n, noise)
     if not 0 < factor < 1:
         raise ValueError(f"`factor` must be in (0, 1), got {factor!r}.")
+    return _circles(key, n, noise, factor)
+
+
+@eqx.filter_jit
+def _circles(key, n, noise, factor):
     kt, kl, kn = jr.split(key, 3)
     y = (jr.uniform(kl, (n,)) < 0.5).astype(jnp.int32)
     phi = 2 * jnp.pi * jr.uniform(kt, (n,))
@@ -36,12 +60,22 @@ def circles(
     return X + noise * jr.normal(kn, (n, 2)), y
 
 
-@eqx.filter_jit
 def spirals(
     key: PRNGKeyArray, n: int = 400, noise: float = 0.2, turns: float = 1.5
 ) -> tuple[Array, Array]:
     """Two interleaved Archimedean spirals $r = φ/(2π\\,\\text{turns})$, the second
     rotated by π, with Gaussian noise `noise`/3 (radius ≤ 1); labels 0/1."""
+    _check_data_args("spirals", n, noise)
+    if not (np.ndim(turns) == 0 and 0 < float(turns) < np.inf):
+        raise ValueError(
+            f"spirals: `turns` (windings of each arm) must be positive and finite, "
+            f"got {turns!r}."
+        )
+    return _spirals(key, n, noise, turns)
+
+
+@eqx.filter_jit
+def _spirals(key, n, noise, turns):
     kt, kl, kn = jr.split(key, 3)
     y = (jr.uniform(kl, (n,)) < 0.5).astype(jnp.int32)
     s = jnp.sqrt(jr.uniform(kt, (n,)))  # uniform density along the arm
@@ -72,8 +106,19 @@ def split(
     """Random train/test split: `(X_train, y_train, X_test, y_test)`."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"`test_fraction` must be in (0, 1), got {test_fraction!r}.")
-    perm = jr.permutation(key, X.shape[0])
-    m = int(round(X.shape[0] * (1 - test_fraction)))
+    n = jnp.shape(X)[0] if jnp.ndim(X) else 0
+    if jnp.ndim(y) < 1 or jnp.shape(y)[0] != n:
+        raise ValueError(
+            f"X and y need the same number of examples (leading axis); got shapes "
+            f"{jnp.shape(X)} and {jnp.shape(y)}."
+        )
+    m = int(round(n * (1 - test_fraction)))
+    if not 0 < m < n:
+        raise ValueError(
+            f"Splitting {n} examples with test_fraction={test_fraction!r} leaves "
+            f"{m} for training and {n - m} for testing; both must be non-empty."
+        )
+    perm = jr.permutation(key, n)
     tr, te = perm[:m], perm[m:]
     return X[tr], y[tr], X[te], y[te]
 
@@ -115,11 +160,42 @@ def train_classifier(
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
-    if X.ndim != 2 or y.shape != (X.shape[0],):
+    X, y = jnp.asarray(X), jnp.asarray(y)
+    if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 1:
         raise ValueError(
-            f"Need X of shape (n, d) and integer labels y of shape (n,); got "
-            f"{X.shape} and {y.shape}."
+            f"Need X of shape (n, d) with n >= 1 and integer labels y of shape (n,); "
+            f"got {X.shape} and {y.shape}."
         )
+    if not jnp.issubdtype(y.dtype, jnp.integer):
+        raise TypeError(
+            f"The labels y must be integer class indices 0..C-1, got dtype {y.dtype} "
+            "(convert with y.astype(int))."
+        )
+    if not (np.ndim(smoothness_weight) == 0 and 0 <= float(smoothness_weight) < np.inf):
+        raise ValueError(
+            f"`smoothness_weight` must be finite and >= 0, got {smoothness_weight!r}."
+        )
+    if optimizer is not None and not isinstance(
+        optimizer, optax.GradientTransformation
+    ):
+        raise TypeError(
+            "`optimizer` must be an optax.GradientTransformation such as "
+            f"optax.adam(1e-2), got {type(optimizer).__name__}."
+        )
+    logits = eqx.filter_eval_shape(model, X[0])
+    if getattr(logits, "ndim", None) != 1:
+        raise ValueError(
+            f"The model must map one input of shape ({X.shape[1]},) to a vector of "
+            f"class logits, got output shape {getattr(logits, 'shape', logits)}."
+        )
+    num_classes = logits.shape[0]
+    if not isinstance(y, jax.core.Tracer):
+        lo, hi = int(jnp.min(y)), int(jnp.max(y))
+        if lo < 0 or hi >= num_classes:
+            raise ValueError(
+                f"The labels must lie in 0..{num_classes - 1} (the model has "
+                f"{num_classes} logits), got labels in {lo}..{hi}."
+            )
     optimizer = optax.adam(1e-2) if optimizer is None else optimizer
     params, static = eqx.partition(model, eqx.is_inexact_array)
 

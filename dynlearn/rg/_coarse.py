@@ -33,6 +33,7 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from .._misc import check_integer
 from ._ising import Estimate, energy_per_spin, magnetization
 from ._rbm import RBM, train_rbm
 
@@ -318,17 +319,32 @@ def train_dbn(
         `train_dbn(key, v, [400, 100, 25], steps=2000, batch_size=100, l1=2e-4)`.
     """
     data = jnp.asarray(data)
-    if data.ndim != 2:
-        raise ValueError(f"data must have shape (N, n_visible), got {data.shape}.")
+    if data.ndim != 2 or data.shape[0] == 0:
+        raise ValueError(f"data must have shape (N >= 1, n_visible), got {data.shape}.")
     _check_lattice(data[:, :, None], name="data")
-    sizes = [int(n) for n in hidden_sizes]
-    if not sizes or any(n < 1 for n in sizes):
+    sizes = list(hidden_sizes)
+    if not sizes or any(
+        isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1
+        for n in sizes
+    ):
         raise ValueError(f"hidden_sizes must be positive integers, got {hidden_sizes}.")
+    sizes = [int(n) for n in sizes]
     per_layer = (
-        [int(steps)] * len(sizes)
-        if isinstance(steps, int | np.integer)
-        else [int(s) for s in steps]
+        [steps] * len(sizes) if isinstance(steps, int | np.integer) else list(steps)
     )
+    for s in per_layer:
+        check_integer("steps", s)
+    per_layer = [int(s) for s in per_layer]
+    check_integer("batch_size", batch_size)
+    check_integer("k", k)
+    if num_chains is not None:
+        check_integer("num_chains", num_chains)
+    if not (0 <= float(l1) < np.inf and 0 <= float(l2) < np.inf):
+        raise ValueError(
+            f"l1 and l2 must be finite and >= 0, got l1 = {l1}, l2 = {l2}."
+        )
+    if not (0 <= float(init_scale) < np.inf):
+        raise ValueError(f"init_scale must be finite and >= 0, got {init_scale!r}.")
     if len(per_layer) != len(sizes):
         raise ValueError(
             f"steps has {len(per_layer)} entries for {len(sizes)} layers; pass one "

@@ -34,62 +34,155 @@ def _log_abs_2sinh(x):
     return a + jnp.log(-jnp.expm1(-2.0 * a))
 
 
-@functools.partial(jax.jit, static_argnames=("rows", "cols"))
+@functools.partial(jax.jit, static_argnames=("m", "n"))
+def _kaufman(K, m: int, n: int) -> tuple[jax.Array, jax.Array]:
+    """(ln Z, condition number of Kaufman's four-term sum) on the m × n torus; see
+    [`dynlearn.rg.torus_log_partition`][]."""
+    K = jnp.asarray(K, dtype=float)
+    s = jnp.sinh(2 * K)
+    ls = np.arange(2 * n)
+    theta = np.pi * ls / n
+    safe = (ls != 0) & (ls != n)  # l with |q_l| < p_l for every real K
+    sin2, cos2 = np.sin(theta / 2) ** 2, np.cos(theta / 2) ** 2
+    disc = ((1 - s) ** 2 + 2 * s * sin2) * ((1 + s) ** 2 - 2 * s * cos2)
+    disc = jnp.where(safe, disc, 1.0)  # placeholder at l = 0, n (handled below)
+    p2 = 2 * (1 + s * s - s * np.cos(theta)) + 2 * jnp.sqrt(disc)
+    ratio_m = (2 * s / p2) ** m  # (q_l/p_l)^m, |q_l/p_l| < 1
+    log_pm = 0.5 * m * jnp.log(p2)
+    odd = jnp.asarray(safe & (ls % 2 == 1))
+    even = jnp.asarray(safe & (ls % 2 == 0))
+
+    def log_prod(mask, sign):
+        terms = log_pm + jnp.log1p(sign * jnp.where(mask, ratio_m, 0.0))
+        return jnp.sum(jnp.where(mask, terms, 0.0))
+
+    def special(p, q):
+        # p^m ± q^m = e^{m M} [(p e^{−M})^m ± (q e^{−M})^m], M = ln max(|p|, |q|)
+        big = jnp.maximum(jnp.abs(p), jnp.abs(q))
+        a, b = (p / big) ** m, (q / big) ** m
+        return m * jnp.log(big), a + b, a - b
+
+    e2 = jnp.exp(2 * K)
+    em2 = jnp.exp(-2 * K)
+    l0, plus0, minus0 = special(e2 - 1, 1 + em2)  # l = 0 (even set)
+    ln_, plus_n, minus_n = special(e2 + 1, 1 - em2)  # l = n
+    # the four products ∏_l (p^m ± q^m) over odd / even l as (log of the safe part,
+    # linear factor of l = 0 and l = n)
+    n_odd = n % 2 == 1
+    logs, lins = [], []
+    for parity_mask, has_n in ((odd, n_odd), (even, not n_odd)):
+        for sign in (1.0, -1.0):
+            log_part = log_prod(parity_mask, sign)
+            lin = jnp.ones_like(K)
+            if parity_mask is even:
+                log_part = log_part + l0
+                lin = lin * (plus0 if sign > 0 else minus0)
+            if has_n:
+                log_part = log_part + ln_
+                lin = lin * (plus_n if sign > 0 else minus_n)
+            logs.append(log_part)
+            lins.append(lin)
+    logs = jnp.stack(logs)
+    top = jnp.max(logs)
+    terms = jnp.exp(logs - top) * jnp.stack(lins)
+    rel = jnp.sum(terms)
+    # condition number Σ|terms| / Z of the four-term sum: ~1 without frustration,
+    # ∝ e^{2|K|·(bonds of the frustrating seam)} for an odd side and K < 0
+    cancellation = jnp.sum(jnp.abs(terms)) / rel
+    return jnp.log(0.5) + top + jnp.log(rel), cancellation
+
+
+_MAX_CANCELLATION = 1e3
+"""Largest condition number Σ|Z_i|/Z of Kaufman's sum accepted: ln Z loses ≈ 1e-15 × it."""
+
+
+def _torus_size(rows, cols) -> tuple[int, int]:
+    for name, v in (("rows", rows), ("cols", cols)):
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 2:
+            raise ValueError(f"The torus needs integer {name} >= 2, got {v!r}.")
+    return int(rows), int(cols)
+
+
+def _checked(value, cancellation, K, m, n):
+    """NaN where Kaufman's sum has cancelled catastrophically; a ValueError instead
+    when K is concrete (only frustrated tori, an odd side and K < 0, get there)."""
+    bad = cancellation > _MAX_CANCELLATION
+    if not isinstance(bad, jax.core.Tracer) and bool(bad):
+        raise ValueError(
+            f"The {m}×{n} torus at K = {float(K):.6g} is a frustrated antiferromagnet "
+            "(an odd side with K < 0): Kaufman's four terms cancel to one part in "
+            f"{float(cancellation):.2g} there, so the exact formula has lost its "
+            "digits. Use rg.enumerate_torus (up to 20 spins), a smaller |K|, or a "
+            "torus with even sides (bipartite: Z(−K) = Z(K))."
+        )
+    return jnp.where(bad, jnp.nan, value)
+
+
 def torus_log_partition(K, rows: int, cols: int) -> jax.Array:
     """ln Z of the Ising model on a `rows × cols` periodic lattice (Kaufman 1949;
-    Ferdinand & Fisher 1969, Phys. Rev. 185, 832, Eqs. 2.1–2.5).
+    Ferdinand & Fisher 1969, Phys. Rev. 185, 832, Eqs. 2.1–2.5), for any real K:
+    ferromagnet (K > 0), infinite temperature (K = 0, ln Z = N ln 2) and
+    antiferromagnet (K < 0, frustrated when a side is odd).
 
-    $Z = \\tfrac12 (2\\sinh 2K)^{mn/2} \\sum_{i=1}^4 Z_i$ with
+    Kaufman's $Z = \\tfrac12 (2\\sinh 2K)^{mn/2} \\sum_{i=1}^4 Z_i$ with
     $Z_{1,2} = \\prod_{r=0}^{n-1} 2\\{\\cosh,\\sinh\\}(m γ_{2r+1}/2)$,
     $Z_{3,4}$ the same with $γ_{2r}$, $\\cosh γ_l = \\cosh 2K \\coth 2K − \\cos(πl/n)$ and
-    the signed $γ_0 = 2K + \\ln\\tanh K$ (so $Z_4 < 0$ above $T_c$). Computed in log space
-    with signs, so it neither overflows nor loses the cancellation near $T_c$; exact to
-    round-off for any size, and differentiable in K (`jax.grad` gives energies).
+    the signed $γ_0 = 2K + \\ln\\tanh K$, is evaluated as
+    $Z = \\tfrac12 \\sum_{\\pm,\\ \\text{parity}} \\prod_l (p_l^m \\pm q_l^m)$ with
+    $p_l = (2\\sinh 2K\\, e^{γ_l})^{1/2}$, $q_l = (2\\sinh 2K\\, e^{-γ_l})^{1/2}$,
+    $p_l q_l = 2\\sinh 2K$. In these variables every factor is a real-analytic function
+    of K on the whole real line, so the formula continues from K > 0 to K ≤ 0 (Z is an
+    entire function of K):
+    $p_0 = e^{2K} − 1$, $q_0 = 1 + e^{−2K}$; $p_n = e^{2K} + 1$, $q_n = 1 − e^{−2K}$; and
+    for the other l, $p_l^2 = 2(1 + s^2 − s\\cos θ_l) + 2\\sqrt{D_l} > 0$ with $s = \\sinh 2K$,
+    $θ_l = πl/n$, $D_l = [(1 − s)^2 + 2s\\sin^2\\tfrac{θ_l}{2}]
+    [(1 + s)^2 − 2s\\cos^2\\tfrac{θ_l}{2}] > 0$, and $q_l = 2s/p_l$ (negative for K < 0).
+    Computed in log space with signs, the factors that can vanish (l = 0 at K = K_c,
+    l = n at K = −K_c) kept linear, so it neither overflows nor loses the cancellation
+    near ±K_c; exact to round-off for any size, and differentiable in K (`jax.grad`
+    gives energies, also at K = 0 and ±K_c). On even×even tori Z(−K) = Z(K) (flip one
+    sublattice).
+
+    **Frustration.** With an odd side and K < 0 the ground state is frustrated and Z
+    is exponentially smaller than Kaufman's individual terms, which then cancel (by
+    ~e^{2|K|·(number of bonds across the torus)}). Up to a cancellation of 1e3
+    (≈ 1e-15 × it lost in ln Z, measured; e.g. 3×3 at K = −0.6, 25) the result is
+    returned; beyond it a ValueError names the alternative
+    ([`dynlearn.rg.enumerate_torus`][]), or, under a transformation such as `jax.jit`
+    where K is traced, the result is NaN. K is a scalar.
     """
-    m, n = int(rows), int(cols)
-    if m < 2 or n < 2:
-        raise ValueError(f"The torus needs rows, cols >= 2, got {rows}×{cols}.")
-    K = jnp.asarray(K, dtype=float)
-    c2, s2 = jnp.cosh(2 * K), jnp.sinh(2 * K)
-    ls = jnp.arange(2 * n)
-    arg = c2 * c2 / s2 - jnp.cos(jnp.pi * ls / n)
-    gam = jnp.arccosh(jnp.where(ls == 0, 2.0, arg))  # placeholder at l = 0
-    gam = jnp.where(ls == 0, 2 * K + jnp.log(jnp.tanh(K)), gam)
-    odd, even = gam[1::2], gam[0::2]
-    l1 = jnp.sum(_log_2cosh(m * odd / 2))
-    l2 = jnp.sum(_log_abs_2sinh(m * odd / 2))  # γ_odd > 0: Z_2 > 0
-    l3 = jnp.sum(_log_2cosh(m * even / 2))
-    # Z_4 = 2 sinh(x)·P with x = mγ_0/2, which vanishes at K_c. Written as
-    # e^{c+x} − e^{c−x} (c = ln P − M) it stays smooth through x = 0, so jax.grad
-    # gives the exact energy and specific heat at K_c too.
-    log_p4 = jnp.sum(_log_abs_2sinh(m * even[1:] / 2))
-    x = m * even[0] / 2
-    big = jnp.maximum(jnp.maximum(l1, l2), l3)
-    c = log_p4 - big
-    rel = (
-        jnp.exp(l1 - big)
-        + jnp.exp(l2 - big)
-        + jnp.exp(l3 - big)
-        + jnp.exp(c + x)
-        - jnp.exp(c - x)
-    )
-    return jnp.log(0.5) + 0.5 * m * n * jnp.log(2 * s2) + big + jnp.log(rel)
+    m, n = _torus_size(rows, cols)
+    value, cancellation = _kaufman(K, m, n)
+    return _checked(value, cancellation, K, m, n)
 
 
-@functools.partial(jax.jit, static_argnames=("rows", "cols"))
+@functools.partial(jax.jit, static_argnames=("m", "n", "order"))
+def _derivative(K, m: int, n: int, order: int):
+    """(∂^order ln Z/∂K^order, cancellation) for order 1 or 2."""
+    d1 = jax.grad(lambda k: _kaufman(k, m, n), has_aux=True)
+    if order == 1:
+        return d1(K)
+    (_, cancellation), (d2, _) = jax.jvp(d1, (K,), (jnp.ones_like(K),))
+    return d2, cancellation
+
+
 def torus_energy(K, rows: int, cols: int) -> jax.Array:
-    """Exact energy per spin u = −(1/N) ∂ln Z/∂K on the finite torus."""
-    return -jax.grad(torus_log_partition)(jnp.asarray(K, float), rows, cols) / (
-        rows * cols
-    )
+    """Exact energy per spin u = −(1/N) ∂ln Z/∂K on the finite torus, for any real K
+    (u(0) = 0); differentiable. Frustrated tori as in
+    [`dynlearn.rg.torus_log_partition`][]."""
+    m, n = _torus_size(rows, cols)
+    d1, cancellation = _derivative(jnp.asarray(K, float), m, n, 1)
+    return _checked(-d1 / (m * n), cancellation, K, m, n)
 
 
-@functools.partial(jax.jit, static_argnames=("rows", "cols"))
 def torus_specific_heat(K, rows: int, cols: int) -> jax.Array:
-    """Exact specific heat per spin c = (K²/N) ∂²ln Z/∂K² on the finite torus."""
+    """Exact specific heat per spin c = (K²/N) ∂²ln Z/∂K² on the finite torus, for any
+    real K (c(0) = 0); differentiable. Frustrated tori as in
+    [`dynlearn.rg.torus_log_partition`][]."""
+    m, n = _torus_size(rows, cols)
     K = jnp.asarray(K, float)
-    d2 = jax.grad(jax.grad(torus_log_partition))(K, rows, cols)
-    return K * K * d2 / (rows * cols)
+    d2, cancellation = _derivative(K, m, n, 2)
+    return _checked(K * K * d2 / (m * n), cancellation, K, m, n)
 
 
 def onsager_energy(K) -> np.ndarray:

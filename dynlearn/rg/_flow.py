@@ -352,8 +352,13 @@ def train_thermometer(
             f"Need configurations at >= 2 distinct temperatures to train a "
             f"classifier, got only T = {classes.tolist()}."
         )
-    for name, v in (("steps", steps), ("batch_size", batch_size)):
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("width", width)):
         check_integer(name, v)
+    check_integer("depth", depth, 0)
+    if optimizer is None and not (0 < learning_rate < np.inf):
+        raise ValueError(
+            f"learning_rate must be finite and > 0, got {learning_rate!r}."
+        )
     dtype = jnp.asarray(1.0).dtype
     n = int(np.prod(x.shape[1:]))
     data = jnp.asarray(x.reshape(len(x), n), dtype)

@@ -367,7 +367,26 @@ def train_rbm(
                 "data must be 0/1 bits (this RBM's unit convention, units='bernoulli'); "
                 "±1 spins s convert with (s + 1) / 2, or train rbm.to_units('spin')."
             )
+    if data.shape[0] == 0:
+        raise ValueError("data is empty: train_rbm needs at least one configuration.")
     check_integer("steps", steps)
+    check_integer("batch_size", batch_size)
+    if num_chains is not None:
+        check_integer("num_chains", num_chains)
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(
+            f"k must be a positive integer number of Gibbs steps, got {k!r} (k = 0 "
+            "would start the negative phase at the data: a zero gradient)."
+        )
+    for name, v in (("l2", l2), ("l1", l1)):
+        if isinstance(v, jax.core.Tracer):
+            continue
+        if not (0 <= float(v) < np.inf):
+            raise ValueError(
+                f"The weight penalty {name} must be finite and >= 0, got {v!r} (a "
+                "negative penalty rewards large weights and training diverges)."
+            )
+    check_integer("monitor_every", monitor_every)
     if monitor_every < 1 or steps % monitor_every:
         raise ValueError(
             f"steps ({steps}) must be a multiple of monitor_every ({monitor_every} "

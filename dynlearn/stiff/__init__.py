@@ -1,4 +1,4 @@
-"""Stiff-aware solvers for gradient flow (issue 7): a Runge–Kutta–Chebyshev method
+"""Stiff-aware solvers for gradient flow: a Runge–Kutta–Chebyshev method
 whose stage count follows the sharpness, and a matrix-free Rosenbrock–Krylov method."""
 
 from ._rkc import RKC2 as RKC2, stability_boundary as stability_boundary

@@ -82,8 +82,17 @@ class RKC2(dfx.AbstractAdaptiveSolver):
 
     **Arguments:**
 
-    - `max_stages`: cap on $s$. A step needing more is rejected (infinite error) so
-      the controller shrinks it; `gradient_flow` reports how often that happened
+    - `max_stages`: cap on $s$, i.e. on the gradients one RKC step may cost. A step
+      $h$ longer than the budget's stability interval,
+      $hρ\\,\\text{safety} > β(s_{max})$, is not attempted with too few stages: it is
+      split into $m = ⌈hρ\\,\\text{safety}/β(s_{max})⌉$ equal substeps that the
+      budget covers, each with its own power-iteration estimate of ρ (so the cost
+      per unit time is then capped at $≈ 1.84ρ/s_{max}$ gradients). The error
+      estimate of the step is the sum of the substeps' |error estimates|.
+    - `max_substeps`: cap on $m$. A step needing more substeps is rejected before
+      any stage is computed (candidate $y_0$, infinite error estimate, on which
+      diffrax's controllers shrink the step by their largest factor);
+      `gradient_flow` reports how often that happened
       (`stats["num_budget_rejections"]`).
     - `power_iterations`: JVPs per step for the spectral-radius estimate.
     - `safety`: factor on the estimated $ρ$ (the power iteration approaches $ρ$
@@ -91,6 +100,7 @@ class RKC2(dfx.AbstractAdaptiveSolver):
     """
 
     max_stages: int = eqx.field(static=True, default=200)
+    max_substeps: int = eqx.field(static=True, default=100)
     power_iterations: int = eqx.field(static=True, default=1)
     safety: float = eqx.field(static=True, default=1.2)
 
@@ -102,17 +112,24 @@ class RKC2(dfx.AbstractAdaptiveSolver):
     uses_hvp: ClassVar[bool] = True  # JVPs of the vector field: HVPs of the loss
 
     def __check_init__(self):
-        if not (isinstance(self.max_stages, int) and self.max_stages >= 2):
+        for name, low in (
+            ("max_stages", 2),
+            ("max_substeps", 1),
+            ("power_iterations", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}.")
+        safety = self.safety
+        if (
+            isinstance(safety, bool)
+            or not isinstance(safety, (int, float))
+            or not 1.0 <= safety < float("inf")
+        ):
             raise ValueError(
-                f"max_stages must be an integer >= 2, got {self.max_stages!r}."
+                "safety must be a finite number >= 1 (a factor on the estimated "
+                f"spectral radius; default 1.2), got {safety!r}."
             )
-        if not (isinstance(self.power_iterations, int) and self.power_iterations >= 1):
-            raise ValueError(
-                "power_iterations must be an integer >= 1, got "
-                f"{self.power_iterations!r}."
-            )
-        if not self.safety >= 1.0:
-            raise ValueError(f"safety must be >= 1, got {self.safety!r}.")
 
     def order(self, terms):
         return 2
@@ -161,23 +178,23 @@ class RKC2(dfx.AbstractAdaptiveSolver):
             max_stages_used=jnp.array(0, i),
         )
 
-    def step(self, terms, t0, t1, y0, args, solver_state: _State, made_jump):
-        st = solver_state
-        h = t1 - t0
-        f0 = lax.cond(
-            made_jump,
-            lambda: terms.vf(t0, y0, args),
-            lambda: st.f0,
-        )
-        num_vf = st.num_vf + jnp.where(made_jump, 1, 0)
-        rho, v = self._power(terms, t0, y0, args, st.v, self.power_iterations)
-        num_jvp = st.num_jvp + self.power_iterations
+    def _budget_step(self, rho):
+        """Longest substep whose stage count stays within `max_stages` at spectral
+        radius ρ: the stage rule below gives s ≤ s_max iff h ρ safety <
+        (s_max² − 1)/1.54 (a margin of 1e-9 absorbs rounding). ∞ for ρ = 0."""
+        hr_max = (self.max_stages**2 - 1) / 1.54 * (1 - 1e-9)
+        rs = rho * self.safety
+        return jnp.where(rs > 0, hr_max / jnp.where(rs > 0, rs, 1.0), jnp.inf)
+
+    def _substep(self, terms, t, h, y0, f0, rho, args):
+        """One RKC2 step of size h from (t, y0), f0 = f(t, y0), with the smallest
+        stage count s ≥ 2 that is stable at spectral radius ρ (capped at
+        `max_stages`; callers keep h within `_budget_step`). Returns
+        (y1, f(t + h, y1), error estimate, s)."""
         # Smallest s with h ρ safety ≤ β(s) ≈ 0.653 s² (1.54 ≈ 1/0.65, RKC code).
-        hr = jnp.abs(h) * rho * self.safety
+        hr = h * rho * self.safety
         s_need = 1 + jnp.floor(jnp.sqrt(1.0 + 1.54 * hr)).astype(int)
-        s_need = jnp.maximum(s_need, 2)
-        too_many = s_need > self.max_stages
-        s = jnp.minimum(s_need, self.max_stages)
+        s = jnp.clip(s_need, 2, self.max_stages)
 
         w0 = 1.0 + _EPS_DAMPING / s.astype(hr.dtype) ** 2
         _, ds, es = _cheb(w0, s)
@@ -201,7 +218,7 @@ class RKC2(dfx.AbstractAdaptiveSolver):
             nu = -bj / bjm2
             mut = 2 * bj * w1 / bjm1
             gam = -ajm1 * mut
-            fj = terms.vf(t0 + cjm1 * h, yjm1, args)
+            fj = terms.vf(t + cjm1 * h, yjm1, args)
             yj = jtu.tree_map(
                 lambda y0_, a1, a2, fa, f0_: (
                     (1 - mu - nu) * y0_
@@ -225,8 +242,7 @@ class RKC2(dfx.AbstractAdaptiveSolver):
         init = (y1, y0, w0, one, one, zero, zero, zero, b_first, b_first, a_first, mu1t)
         out = lax.fori_loop(2, s + 1, body, init)
         ys = out[0]
-        f1 = terms.vf(t1, ys, args)
-        num_vf = num_vf + s  # s - 1 inner stages + f(y_{n+1})
+        f1 = terms.vf(t + h, ys, args)
         err = jtu.tree_map(
             lambda a, b_, fa, fb: (12 * (a - b_) + 6 * h * (fa + fb)) / 15,
             y0,
@@ -234,7 +250,60 @@ class RKC2(dfx.AbstractAdaptiveSolver):
             f0,
             f1,
         )
-        err = jtu.tree_map(lambda e: jnp.where(too_many, jnp.inf, e), err)
+        return ys, f1, err, s
+
+    def step(self, terms, t0, t1, y0, args, solver_state: _State, made_jump):
+        st = solver_state
+        h = t1 - t0  # diffrax hands solvers forward time (h ≥ 0)
+        f0 = lax.cond(
+            made_jump,
+            lambda: terms.vf(t0, y0, args),
+            lambda: st.f0,
+        )
+        num_vf = st.num_vf + jnp.where(made_jump, 1, 0)
+        p = self.power_iterations
+        rho, v = self._power(terms, t0, y0, args, st.v, p)
+        num_jvp = st.num_jvp + p
+        # A step longer than the stage budget's stability interval is split into
+        # equal substeps that the budget covers, each with its own sharpness
+        # estimate. Only a step needing more than max_substeps of them is
+        # rejected, before any stage is computed: y1 = y0 and an infinite error,
+        # on which diffrax's controllers shrink the step by their largest factor.
+        over = jnp.ceil(h / self._budget_step(rho)) > self.max_substeps
+        zero_err = jtu.tree_map(jnp.zeros_like, y0)
+        i = st.num_vf.dtype
+
+        def cond(c):
+            r, k = c[0], c[-1]
+            return (r > 0) & (k < self.max_substeps)
+
+        def body(c):
+            r, y, f, v, rho, err, nvf, njvp, smax, k = c
+            hb = self._budget_step(rho)
+            hs = r / jnp.maximum(jnp.ceil(r / hb), 1.0)  # equal substeps, each ≤ hb
+            hs = jnp.where(jnp.isnan(hs), r, hs)  # NaN ρ: one step, NaN state
+            y, f, e, s = self._substep(terms, t1 - r, hs, y, f, rho, args)
+            err = jtu.tree_map(lambda a, b_: a + jnp.abs(b_), err, e)
+            r = jnp.where(hs == r, jnp.zeros_like(r), r - hs)
+
+            def power(_):
+                rho_, v_ = self._power(terms, t1 - r, y, args, v, p)
+                return rho_, v_, njvp + p
+
+            rho, v, njvp = lax.cond(r > 0, power, lambda _: (rho, v, njvp), None)
+            return r, y, f, v, rho, err, nvf + s, njvp, jnp.maximum(smax, s), k + 1
+
+        r0 = jnp.where(over, jnp.zeros_like(h), h)
+        init = (r0, y0, f0, v, rho, zero_err, num_vf, num_jvp, st.max_stages_used)
+        init = init + (jnp.array(0, i),)
+        r, ys, f1, v, rho, err, num_vf, num_jvp, smax, _ = lax.while_loop(
+            cond, body, init
+        )
+        # A sharpness that grew during the step beyond max_substeps intervals.
+        reject = over | (r > 0)
+        ys = jtu.tree_map(lambda a, b_: jnp.where(reject, a, b_), y0, ys)
+        f1 = jtu.tree_map(lambda a, b_: jnp.where(reject, a, b_), f0, f1)
+        err = jtu.tree_map(lambda e: jnp.where(reject, jnp.inf, e), err)
         dense_info = dict(
             y0=y0,
             y1=ys,
@@ -246,7 +315,7 @@ class RKC2(dfx.AbstractAdaptiveSolver):
             rho=rho,
             num_vf=num_vf,
             num_jvp=num_jvp,
-            max_stages_used=jnp.maximum(st.max_stages_used, s),
+            max_stages_used=smax,
         )
         return ys, err, dense_info, new_state, dfx.RESULTS.successful
 
@@ -258,8 +327,9 @@ class RKC2(dfx.AbstractAdaptiveSolver):
         """Cost of a solve from its final solver state: vector-field evaluations,
         Jacobian-vector products (HVPs) and the largest stage count used, over the
         accepted steps (diffrax restores the solver state after a rejected step).
-        Steps rejected for needing more than `max_stages` stages are counted by
-        `gradient_flow`'s controller as `stats["num_budget_rejections"]`."""
+        Steps rejected for needing more than `max_substeps` substeps of at most
+        `max_stages` stages are counted by `gradient_flow`'s controller as
+        `stats["num_budget_rejections"]`."""
         return dict(
             num_vf_evals=int(solver_state.num_vf),
             num_jvps=int(solver_state.num_jvp),

@@ -95,12 +95,20 @@ class ROS2K(dfx.AbstractAdaptiveSolver):
     uses_hvp: ClassVar[bool] = True
 
     def __check_init__(self):
-        if not (0.0 < self.krylov_tol < 1.0):
-            raise ValueError(f"krylov_tol must be in (0, 1), got {self.krylov_tol!r}.")
-        if not (isinstance(self.max_krylov_steps, int) and self.max_krylov_steps >= 1):
+        tol = self.krylov_tol
+        if (
+            isinstance(tol, bool)
+            or not isinstance(tol, (int, float))
+            or not 0.0 < tol < 1.0
+        ):
             raise ValueError(
-                "max_krylov_steps must be an integer >= 1, got "
-                f"{self.max_krylov_steps!r}."
+                "krylov_tol must be a number in (0, 1) (a relative residual, default "
+                f"1e-4), got {tol!r}."
+            )
+        steps = self.max_krylov_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(
+                f"max_krylov_steps must be an integer >= 1, got {steps!r}."
             )
 
     def order(self, terms):

@@ -24,6 +24,7 @@ from ._kernels import (
 )
 from ._linearized import (
     GPPosterior as GPPosterior,
+    NonPSDKernelWarning as NonPSDKernelWarning,
     gp_posterior as gp_posterior,
     linearized_mse as linearized_mse,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "kurtosis_from_covariance",
     "langevin",
     "linearized_mse",
+    "NonPSDKernelWarning",
     "ntk_along_trajectory",
     "quadratic_equilibrium",
     "quartic_coupling",

@@ -113,7 +113,7 @@ def readout_covariance(net: MLP, x: ArrayLike) -> Array:
 # Estimators
 
 
-def _samples(samples: ArrayLike) -> Array:
+def _samples(samples: ArrayLike, minimum: int = 1) -> Array:
     s = jnp.asarray(samples)
     if s.ndim == 1:
         s = s[:, None]
@@ -122,7 +122,16 @@ def _samples(samples: ArrayLike) -> Array:
             f"`samples` must have shape (M, P) (M networks, P input points), got "
             f"{s.shape}. Flatten multi-output networks first."
         )
+    _enough(s.shape[0], minimum)
     return s
+
+
+def _enough(m: int, minimum: int) -> None:
+    if m < minimum:
+        raise ValueError(
+            f"The ensemble has M = {m} networks; this estimator needs at least "
+            f"{minimum} (a spread needs two draws). Sample more networks."
+        )
 
 
 _LETTERS = "abcdefghij"
@@ -153,7 +162,7 @@ def connected_four_point(samples: ArrayLike) -> Array:
     Samples `(M, P)` are centred first, then
     $G_c = \\mathbb E[c_1c_2c_3c_4] - \\sum_{\\text{3 pairings}} \\mathbb E[c c]\\,
     \\mathbb E[c c]$. Returns `(P, P, P, P)`."""
-    s = _samples(samples)
+    s = _samples(samples, 2)
     c = s - jnp.mean(s, axis=0)
     return correlator(c, 4) - _wick(correlator(c, 2))
 
@@ -173,6 +182,7 @@ def connected_four_point_from_covariance(cov: ArrayLike) -> Array:
     $\\mathrm{Cov}(C_{12}, C_{34}) + \\mathrm{Cov}(C_{13}, C_{24}) +
     \\mathrm{Cov}(C_{14}, C_{23})$. Returns `(P, P, P, P)`."""
     c = _covariances(cov)
+    _enough(c.shape[0], 2)
     d = c - jnp.mean(c, axis=0)
     m = c.shape[0]
     cc = jnp.einsum("mab,mcd->abcd", d, d) / m
@@ -182,7 +192,7 @@ def connected_four_point_from_covariance(cov: ArrayLike) -> Array:
 def kurtosis(samples: ArrayLike) -> Array:
     """Excess kurtosis $\\mathbb E[c^4]/\\mathbb E[c^2]^2 - 3$ of the output at each
     input point, from samples `(M, P)`; returns `(P,)`."""
-    s = _samples(samples)
+    s = _samples(samples, 2)
     c = s - jnp.mean(s, axis=0)
     return jnp.mean(c**4, axis=0) / jnp.mean(c**2, axis=0) ** 2 - 3.0
 
@@ -195,6 +205,7 @@ def kurtosis_from_covariance(cov: ArrayLike) -> Array:
     v = jnp.diagonal(c, axis1=1, axis2=2) if c.ndim == 3 else c
     if v.ndim != 2:
         raise ValueError(f"`cov` must be (M, P, P) or (M, P), got {c.shape}.")
+    _enough(v.shape[0], 2)
     return 3.0 * jnp.var(v, axis=0) / jnp.mean(v, axis=0) ** 2
 
 

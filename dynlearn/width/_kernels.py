@@ -53,10 +53,16 @@ class Kernels(NamedTuple):
 
 
 def _relu(k11, k22, k12):
-    # θ via arctan2 of (sin, cos)·norm: stable at θ → 0 (notes §2.2, neural-tangents).
-    sin_norm = jnp.sqrt(jnp.maximum(k11 * k22 - k12**2, 0.0))
-    theta = jnp.arctan2(sin_norm, k12)
-    e = (sin_norm + (jnp.pi - theta) * k12) / (2 * jnp.pi)
+    # Arc-cosine kernel of order 1 in the correlation ρ = k12/√(k11 k22), clamped to
+    # [−1, 1]: √(k·k) = k exactly in IEEE arithmetic, so a pair with k11 = k22 = k12
+    # (the x = x′ diagonal) gets ρ = 1 and θ = 0 exactly. (From k11 k22 − k12² directly,
+    # a last-bit difference gives θ ~ √ε ~ 1e-8 and a derivative kernel wrong by θ/π.)
+    norm = jnp.sqrt(k11 * k22)
+    pos = norm > 0
+    rho = jnp.clip(jnp.where(pos, k12 / jnp.where(pos, norm, 1.0), 1.0), -1.0, 1.0)
+    sin = jnp.sqrt((1 - rho) * (1 + rho))
+    theta = jnp.arctan2(sin, rho)
+    e = norm * (sin + (jnp.pi - theta) * rho) / (2 * jnp.pi)
     edot = (jnp.pi - theta) / (2 * jnp.pi)
     return e, edot
 
@@ -181,34 +187,60 @@ def infinite_width_kernels(
     covariance $\\mathbb E[f(x)f(x')]$ of one output of the random network, and the
     NTK $Θ(x, x')$ of one output in the NTK parameterisation (equal to
     `empirical_ntk(net, ...)` as the width → ∞).
+
+    **Coincident inputs.** For x = x′ the angle between the two inputs is 0 and the
+    relu kernels take their θ = 0 closed forms ($\\mathbb E[φ'^2] = 1/2$). With
+    `x2=None` (or `x2` equal to `x1`) the diagonal is computed as exactly that pair, so
+    it is exact to round-off; the relu correlation is clamped to [−1, 1] everywhere.
+    Between *different* batches a repeated input still carries the √ε ≈ 1e-8 angle
+    that a last-bit difference of x·x′ and |x|² implies.
     """
     if not isinstance(depth, int) or depth < 0:
         raise ValueError(f"`depth` must be a non-negative int, got {depth!r}.")
-    if not (sigma_w > 0 and sigma_b >= 0):
-        raise ValueError("Need sigma_w > 0 and sigma_b >= 0.")
+    if not (0 < sigma_w < np.inf and 0 <= sigma_b < np.inf):
+        raise ValueError(
+            f"Need finite sigma_w > 0 and sigma_b >= 0, got sigma_w = {sigma_w!r}, "
+            f"sigma_b = {sigma_b!r}."
+        )
     expect = _expectation(activation, method, num_nodes)
     x1 = _inputs(x1, "x1")
     x2 = x1 if x2 is None else _inputs(x2, "x2")
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(
             f"Input dimensions do not match: x1 has d = {x1.shape[1]}, x2 has d = "
-            f"{x2.shape[1]}."
+            f"{x2.shape[1]}; both batches must have the network's input size."
         )
-    return _recursion(expect, x1, x2, depth, float(sigma_w) ** 2, float(sigma_b) ** 2)
+    symmetric = x2 is x1 or (x1.shape == x2.shape and bool(jnp.array_equal(x1, x2)))
+    return _recursion(
+        expect, x1, x2, depth, float(sigma_w) ** 2, float(sigma_b) ** 2, symmetric
+    )
 
 
 @eqx.filter_jit
-def _recursion(expect, x1, x2, depth, sw2, sb2) -> Kernels:
+def _recursion(expect, x1, x2, depth, sw2, sb2, symmetric) -> Kernels:
     d = x1.shape[1]
     k11 = sb2 + sw2 * jnp.sum(x1**2, axis=1) / d
     k22 = sb2 + sw2 * jnp.sum(x2**2, axis=1) / d
     k12 = sb2 + sw2 * (x1 @ x2.T) / d
+
+    def same_diagonal(k12, k11):
+        # x2 = x1: the diagonal pairs are one input twice, so k12_ii is k11_i itself
+        # (a matrix product and a sum of squares differ in the last bit)
+        if not symmetric:
+            return k12
+        i = jnp.arange(k11.shape[0])
+        return k12.at[i, i].set(k11)
+
+    k12 = same_diagonal(k12, k11)
     ntk = k12
     for _ in range(depth):
         e12, edot = expect(k11[:, None], k22[None, :], k12)
-        e11, _ = expect(k11, k11, k11)
+        e11, edot11 = expect(k11, k11, k11)
         e22, _ = expect(k22, k22, k22)
-        new12 = sb2 + sw2 * e12
+        if symmetric:
+            i = jnp.arange(k11.shape[0])
+            edot = edot.at[i, i].set(edot11)
+        new12 = same_diagonal(sb2 + sw2 * e12, sb2 + sw2 * e11)
         ntk = new12 + sw2 * edot * ntk
         k11, k22, k12 = sb2 + sw2 * e11, sb2 + sw2 * e22, new12
     return Kernels(nngp=k12, ntk=ntk)

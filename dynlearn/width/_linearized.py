@@ -16,10 +16,40 @@ is finite for λ → 0 (limit $s$): no inverse of a singular kernel is ever form
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal, NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, ArrayLike
+
+
+class NonPSDKernelWarning(UserWarning):
+    """The kernel given to [`dynlearn.width.linearized_mse`][] has negative eigenvalues
+    beyond round-off; they are treated as zero (no growth along them)."""
+
+
+def _check_psd(lam: Array, n: int) -> None:
+    """Warn when the most negative eigenvalue of a symmetric kernel is below
+    −max(100·n·ε, √ε)·λ_max: an NTK (a Gram matrix J Jᵀ) is PSD, and eigh of a PSD
+    matrix errs by ~n·ε·λ_max, so anything larger means a wrong kernel."""
+    if isinstance(lam, jax.core.Tracer) or lam.size == 0:
+        return
+    lam = np.asarray(lam)
+    eps = float(np.finfo(lam.dtype).eps)
+    top = float(np.max(np.abs(lam)))
+    low = float(np.min(lam))
+    if top > 0 and low < -max(100 * n * eps, np.sqrt(eps)) * top:
+        warnings.warn(
+            f"ntk_train is not positive semi-definite: its most negative eigenvalue is "
+            f"{low:.3g} = {low / top:.3g} × the largest, far beyond round-off. An NTK "
+            "is a Gram matrix and has no negative eigenvalues, so this kernel is wrong "
+            "(non-symmetric, mixed inputs or a bug upstream); the negative modes are "
+            "treated as zero (frozen, not growing).",
+            NonPSDKernelWarning,
+            stacklevel=3,
+        )
 
 
 def _square(k: Array, name: str) -> tuple[Array, int, int]:
@@ -64,6 +94,10 @@ def linearized_mse(
 
     **Returns:** `(f_train(ts), f_test(ts))` with a leading time axis (`f_test` is
     `None` without test data).
+
+    Negative eigenvalues of Θ at round-off level (a PSD kernel with null directions)
+    are treated as zero; beyond round-off (below −max(100·nO·ε, √ε)·λ_max) a
+    `dynlearn.width.NonPSDKernelWarning` says so, since the kernel is then wrong.
     """
     k, n, o = _square(jnp.asarray(ntk_train), "ntk_train")
     y = jnp.asarray(y_train)
@@ -82,6 +116,7 @@ def linearized_mse(
     scalar_t = ts.ndim == 0
     ts = jnp.atleast_1d(ts)
     lam, v = jnp.linalg.eigh(0.5 * (k + k.T))
+    _check_psd(lam, n * o)
     r0 = v.T @ (f0 - y).ravel()  # residual in the eigenbasis
     decay = jnp.exp(-jnp.maximum(lam, 0.0)[None, :] * scale * ts[:, None])
     f_train = y.ravel() + (decay * r0) @ v.T
@@ -149,8 +184,8 @@ def gp_posterior(
             f"Shapes do not match: k_train {k.shape}, y_train {y.shape}, "
             f"k_test_train {ks.shape}; need (n, n), (n,), (m, n)."
         )
-    if noise < 0:
-        raise ValueError(f"`noise` must be >= 0, got {noise}.")
+    if not 0 <= noise < np.inf:
+        raise ValueError(f"`noise` must be finite and >= 0, got {noise}.")
     chol = jnp.linalg.cholesky(k + noise * jnp.eye(n, dtype=k.dtype))
     if not bool(jnp.all(jnp.isfinite(chol))):
         raise ValueError(
