@@ -69,14 +69,80 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 5.0, height: float 
     return fig, axes
 
 
+MAX_WIDTH_PX = 1800
+"""Widest saved PNG (pixels): wider figures are saved at a lower dpi so that a slide
+shows them without shrinking the text below readability."""
+
+
 def save(fig, path: str | Path) -> Path:
-    """Save `fig` as PNG at `path` (folders are created) and close it."""
+    """Save `fig` as PNG at `path` (folders are created) and close it.
+
+    Figures wider than `MAX_WIDTH_PX` at the style's dpi are saved at the dpi that
+    makes them exactly that wide."""
     path = Path(path).with_suffix(".png")
     path.parent.mkdir(parents=True, exist_ok=True)
+    dpi = min(RC["savefig.dpi"], MAX_WIDTH_PX / fig.get_figwidth())
     with style():
-        fig.savefig(path)
+        fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
+
+
+def log_ticks(ax, which: str = "both") -> None:
+    """Give every log-scaled axis of `ax` (`which` = "x", "y" or "both") several
+    labelled ticks: at 1, 1.2, 1.5, 2, … × 10^k when the axis spans less than a decade,
+    at 1, 2, 3, 5 × 10^k up to about one and a half,
+    at 1 and 3 × 10^k up to about three decades (two on an x axis, whose labels sit
+    side by side), at decades beyond; labels in plain
+    numbers between 0.01 and 1000 and as m × 10^k outside."""
+    from matplotlib import ticker
+
+    for name in ("x", "y") if which == "both" else (which,):
+        axis = getattr(ax, f"{name}axis")
+        if axis.get_scale() != "log":
+            continue
+        lo, hi = sorted(getattr(ax, f"get_{name}lim")())
+        decades = np.log10(hi / lo) if lo > 0 else np.inf
+        if decades <= 0.6:
+            subs: tuple = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0)
+        elif decades <= 1.6:
+            subs = (1.0, 2.0, 3.0, 5.0)
+        elif decades <= (3.5 if name == "y" else 2.2):  # "3 × 10^k" labels are wide
+            subs = (1.0, 3.0)
+        else:
+            subs = (1.0,)
+        axis.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=10))
+        plain = 1e-2 <= lo and hi <= 1e3
+
+        def fmt(v, _, plain=plain):
+            if v <= 0:
+                return ""
+            if plain:
+                return f"{v:g}"
+            e = int(np.floor(np.log10(v) + 1e-9))
+            m = v / 10.0**e
+            if abs(m - 1) < 1e-6:
+                return f"$10^{{{e}}}$"
+            return f"${m:.2g}\\times10^{{{e}}}$"
+
+        axis.set_major_formatter(ticker.FuncFormatter(fmt))
+        axis.set_minor_locator(
+            ticker.LogLocator(base=10, subs=np.arange(2, 10) * 1.0, numticks=10)
+        )
+        axis.set_minor_formatter(ticker.NullFormatter())
+
+
+def legend_outside(ax, *, where: str = "below", ncol: int = 2, **kwargs):
+    """A legend outside the axes, `where` = "below" (centred under the x label) or
+    "right" (beside the axes), so that it never covers data."""
+    if where == "below":
+        kw = dict(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol)
+    elif where == "right":
+        kw = dict(loc="upper left", bbox_to_anchor=(1.02, 1.0), ncol=1)
+    else:
+        raise ValueError(f"where must be 'below' or 'right', got {where!r}.")
+    kw.update(kwargs)
+    return ax.legend(**kw)
 
 
 def loglog_slope(
@@ -90,10 +156,16 @@ def loglog_slope(
 ) -> float:
     """Plot `y` vs `x` on log-log axes with its least-squares fitted power law.
 
-    The fitted exponent is written in the legend. **Returns** the slope.
+    The fitted exponent is written in the legend. A slope is fitted only through at
+    least three positive points; with fewer the points are drawn unfitted and the
+    slope returned is NaN. **Returns** the slope.
     """
-    p, c = fit_slope(x, y)
     x = np.asarray(x, float)
+    yv = np.asarray(y, float)
+    if int(np.sum((x > 0) & (yv > 0) & np.isfinite(x) & np.isfinite(yv))) < 3:
+        ax.loglog(x, yv, marker, color=color, label=f"{label} (< 3 points: no fit)")
+        return float("nan")
+    p, c = fit_slope(x, y)
     (line,) = ax.loglog(x, y, marker, color=color, label=f"{label} (slope {p:.2f})")
     xs = np.geomspace(x.min(), x.max(), 50)
     ax.loglog(xs, c * xs**p, "-", color=line.get_color(), alpha=0.6, lw=1.2)

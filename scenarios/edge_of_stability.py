@@ -18,6 +18,9 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from matplotlib import transforms
+from matplotlib.lines import Line2D
+from tqdm.auto import tqdm
 
 import dynlearn as dl
 from dynlearn import plotting
@@ -32,7 +35,38 @@ CONFIG = {
     "num_saves": 201,
     "rtol": 1e-8,
 }
-QUICK = {"t1": 300.0, "num_saves": 61}
+HELP = {
+    "seed": "PRNG seed of the data and the initial network",
+    "n_data": "number of training points of y = sin(x·w)",
+    "width": "hidden width of the 3-width-1 tanh MLP",
+    "t1": "time horizon T (GD with step η runs T/η steps)",
+    "lrs": "GD learning rates η (each has its stability limit 2/η)",
+    "num_saves": "about how many saves (with a Lanczos sharpness) per GD run",
+    "rtol": "rtol = atol of the Tsit5 gradient-flow solve",
+}
+QUICK = {"t1": 200.0, "lrs": [0.3, 0.4], "num_saves": 41}
+SMOKE = {"t1": 40.0, "lrs": [0.4], "num_saves": 11, "rtol": 1e-6}
+
+
+def headline(metrics: dict) -> tuple[str, bool]:
+    """GD's late-time sharpness over 2/η for every run whose flow crosses 2/η, and the
+    flow's final sharpness above every such ceiling."""
+    runs = metrics["runs"]
+    edge = {lr: r for lr, r in runs.items() if r["at_edge_of_stability"]}
+    if not edge:
+        return "no run reached 2/η: the flow never crossed a GD stability limit", False
+    ratios = {
+        lr: r["gd_sharpness_tail_mean"] / r["two_over_lr"] for lr, r in edge.items()
+    }
+    ceiling = max(r["two_over_lr"] for r in edge.values())
+    flow = metrics["flow_sharpness_final"]
+    held = all(abs(q - 1) <= 0.1 for q in ratios.values()) and flow > 1.1 * ceiling
+    text = (
+        "GD sharpness / (2/η) late in the run: "
+        + ", ".join(f"{q:.3f} (η = {lr})" for lr, q in ratios.items())
+        + f" (expected 1 ± 0.1); flow's sharpness {flow:.2f} > 1.1 × {ceiling:.3g}"
+    )
+    return text, held
 
 
 def run(config: dict, out: Path) -> dict:
@@ -46,7 +80,7 @@ def run(config: dict, out: Path) -> dict:
     t1, n_save = config["t1"], config["num_saves"]
     obs = {"sharpness": dl.Sharpness()}
     runs = {}
-    for lr in sorted(config["lrs"]):
+    for lr in tqdm(sorted(config["lrs"]), desc="edge_of_stability: GD runs"):
         steps = int(round(t1 / lr))
         target = steps / (n_save - 1)  # save_every must divide steps
         every = min(
@@ -60,11 +94,12 @@ def run(config: dict, out: Path) -> dict:
     # One flow, saved at the union of the GD time stamps so every distance is exact.
     ts = np.unique(np.concatenate([np.asarray(r.ts) for r in runs.values()]))
     ts = ts[ts <= t1]
+    print(f"edge_of_stability: gradient flow with sharpness at {ts.size} times")
     flow = dl.gradient_flow(
         loss, net, t1, ts=ts, rtol=config["rtol"], atol=config["rtol"], observables=obs
     )
 
-    fig, axes = plotting.figure(3, width=4.8)
+    fig, axes = plotting.figure(3, width=4.0, height=4.0)
     ax_s, ax_l, ax_d = axes[0]
     ax_s.plot(
         flow.ts, flow.observables["sharpness"], "k-", lw=2.2, label="gradient flow"
@@ -80,14 +115,6 @@ def run(config: dict, out: Path) -> dict:
         s_gd = np.asarray(gd.observables["sharpness"])
         ax_s.plot(gd.ts, s_gd, color=c, label=f"GD, η = {lr:g}")
         ax_s.axhline(2 / lr, color=c, ls=":", lw=1.2)
-        ax_s.annotate(
-            f"2/η = {2 / lr:.3g}",
-            (t1, 2 / lr),
-            color=c,
-            fontsize=8,
-            ha="right",
-            va="bottom",
-        )
         ax_l.semilogy(gd.ts, gd.loss, color=c, lw=1.0, label=f"GD, η = {lr:g}")
         t_d, dist = dl.trajectory_distance(gd, flow)
         ax_d.semilogy(t_d[1:], dist[1:], color=c, label=f"η = {lr:g}")
@@ -119,15 +146,55 @@ def run(config: dict, out: Path) -> dict:
         ylabel="sharpness λ_max(∇²Φ)",
         title="progressive sharpening and the 2/η ceiling",
     )
+    # y-range from the data; the 2/η ceilings are labelled at the right edge of the
+    # axes, and those above the data get an arrow at the top edge instead.
+    s_all = np.concatenate(
+        [np.asarray(flow.observables["sharpness"])]
+        + [np.asarray(gd.observables["sharpness"]) for gd in runs.values()]
+    )
+    lo, hi = float(s_all.min()), float(s_all.max())
+    pad = 0.06 * (hi - lo)
+    ax_s.set_ylim(lo - pad, hi + 2 * pad)
+    top = hi + 2 * pad
+    edge = transforms.blended_transform_factory(ax_s.transAxes, ax_s.transData)
+    for i, lr in enumerate(runs):
+        c = plotting.PALETTE[i]
+        if 2 / lr <= top:
+            ax_s.annotate(
+                f"2/η = {2 / lr:.3g}",
+                (1.01, 2 / lr),
+                xycoords=edge,
+                color=c,
+                va="center",
+                ha="left",
+                fontsize=9,
+                annotation_clip=False,
+            )
+        else:
+            ax_s.annotate(
+                f"2/η = {2 / lr:.3g} ↑",
+                (1.01, top),
+                xycoords=edge,
+                color=c,
+                va="top",
+                ha="left",
+                fontsize=9,
+                annotation_clip=False,
+            )
     ax_s.legend(loc="upper left")
     ax_l.set(xlabel="time t = k·η", ylabel="loss Φ", title="loss")
-    ax_l.legend()
+    plotting.log_ticks(ax_l, "y")
+    ax_l.legend(loc="lower left")
     ax_d.set(
         xlabel="time t = k·η",
         ylabel="‖θ_GD(t) − θ_GF(t)‖",
-        title="GD leaves GF once λ_max(GF) > 2/η (dotted)",
+        title="GD leaves the flow at λ_max = 2/η",
     )
-    ax_d.legend()
+    plotting.log_ticks(ax_d, "y")
+    handles = ax_d.get_legend_handles_labels()[0] + [
+        Line2D([], [], color="0.3", ls=":", lw=1.2, label="λ_max(GF) = 2/η")
+    ]
+    plotting.legend_outside(ax_d, handles=handles, ncol=2)
     plotting.save(fig, out / "edge_of_stability.png")
     metrics["flow_final_loss"] = float(flow.loss[-1])
     return metrics

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 import dynlearn as dl
 from dynlearn import plotting
@@ -30,7 +31,33 @@ CONFIG = {
     "rtol": 1e-11,
     "second_order": True,
 }
-QUICK = {"t1": 10.0, "lrs": [0.2, 0.1, 0.05, 0.025], "rtol": 1e-10}
+HELP = {
+    "seed": "PRNG seed of the data and the initial network",
+    "n_data": "number of training points of y = sin(x·w)",
+    "width": "hidden width of the 3-width-1 tanh MLP",
+    "t1": "time horizon T of the comparison (GD runs T/lr steps)",
+    "lrs": "GD learning rates (the time step of each GD run)",
+    "rtol": "rtol = atol of the Dopri8 solves of the (modified) flows",
+    "second_order": "also compare with the second-order modified flow (O(lr³))",
+}
+QUICK = {"t1": 5.0, "lrs": [0.2, 0.1, 0.05], "rtol": 1e-9, "second_order": False}
+SMOKE = {"t1": 1.0, "lrs": [0.2, 0.1, 0.05], "rtol": 1e-7, "second_order": True}
+
+_EXPECTED = {"flow": 1.0, "modified_1": 2.0, "modified_2": 3.0}
+
+
+def headline(metrics: dict) -> tuple[str, bool]:
+    """Fitted orders of GD's global error against the flow and the modified flows."""
+    parts, expect, held = [], [], True
+    for key, expected in _EXPECTED.items():
+        p = metrics.get(f"slope_{key}")
+        if p is None:
+            continue
+        parts.append(f"{key.replace('_', ' ')} {p:.2f}")
+        expect.append(f"{expected:g}")
+        held = held and bool(abs(p - expected) <= 0.15)
+    text = "GD error slopes vs lr: " + ", ".join(parts)
+    return text + f" (expected {', '.join(expect)} ± 0.15)", held
 
 
 def run(config: dict, out: Path) -> dict:
@@ -46,6 +73,7 @@ def run(config: dict, out: Path) -> dict:
     flow_kw = dict(rtol=rtol, atol=rtol, solver="dopri8", num_saves=2)
     # Saved on the finest GD grid, which contains every coarser one.
     fine_ts = np.linspace(0.0, t1, int(round(t1 / lrs[-1])) + 1)
+    print("flow_vs_gd: gradient flow (Dopri8) on the finest GD time grid")
     flow = dl.gradient_flow(loss, net, t1, **{**flow_kw, "ts": fine_ts})
 
     def final_vec(traj):
@@ -53,7 +81,7 @@ def run(config: dict, out: Path) -> dict:
 
     rows = []
     gd_runs = {}
-    for lr in lrs:
+    for lr in tqdm(lrs, desc="flow_vs_gd: GD + modified flows per lr"):
         steps = int(round(t1 / lr))
         gd = dl.gradient_descent(loss, net, lr, steps)
         gd_runs[lr] = gd
@@ -75,7 +103,7 @@ def run(config: dict, out: Path) -> dict:
         rows.append(row)
 
     lr_arr = np.array([r["lr"] for r in rows])
-    fig, axes = plotting.figure(3, width=4.6)
+    fig, axes = plotting.figure(3, width=4.0, height=3.9)
     ax = axes[0, 0]
     ax.semilogy(flow.ts, flow.loss, "k-", lw=2.2, label="gradient flow (Dopri8)")
     for lr, gd in gd_runs.items():
@@ -83,7 +111,8 @@ def run(config: dict, out: Path) -> dict:
     ax.set(
         xlabel="time t (GD: t = k·lr)", ylabel="loss Φ", title="loss on one time axis"
     )
-    ax.legend()
+    plotting.log_ticks(ax)
+    ax.legend(loc="upper right")
     ax = axes[0, 1]
     for lr, gd in gd_runs.items():
         idx = np.searchsorted(np.asarray(flow.ts), np.asarray(gd.ts) - 1e-9)
@@ -92,7 +121,8 @@ def run(config: dict, out: Path) -> dict:
     ax.set(
         xlabel="time t", ylabel="|Φ_GD(t) − Φ_GF(t)|", title="loss gap: halves with lr"
     )
-    ax.legend()
+    plotting.log_ticks(ax, "y")
+    ax.legend(loc="lower right")
     ax = axes[0, 2]
     metrics: dict = {}
     labels = {
@@ -111,9 +141,10 @@ def run(config: dict, out: Path) -> dict:
         ylabel=f"‖θ_GD − θ(T)‖ at T = {t1:g}",
         title="global error at fixed time",
     )
+    plotting.log_ticks(ax, "y")
     ax.set_xticks(lr_arr, [f"{x:g}" for x in lr_arr])
-    ax.minorticks_off()
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xticks([], minor=True)
+    plotting.legend_outside(ax, ncol=1)
     plotting.save(fig, out / "flow_vs_gd.png")
     metrics.update(
         rows=rows,

@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from dynlearn import plotting, rg
 
@@ -68,8 +69,40 @@ QUICK = {
     "samples_per_chain": 100,
     "thermalization": 300,
     "hidden_sizes": [64, 16],
-    "steps": [1000, 600],
+    "steps": [800, 400],
     "test_chains": 2,
+}
+HELP = {
+    "seed": "PRNG seed of sampling, training and reconstructions",
+    "L": "linear size of the L×L Ising torus (visible layer: L² spins)",
+    "K": "coupling K = J/k_BT of the training data",
+    "sampler": "Monte Carlo update: metropolis, wolff or swendsen_wang",
+    "num_chains": "independent Monte Carlo chains",
+    "samples_per_chain": "configurations stored per chain",
+    "updates_per_sample": "sampler updates (sweeps) between stored configurations",
+    "thermalization": "updates discarded at the start of every chain",
+    "hidden_sizes": "hidden units per RBM layer, bottom first (squares, sides dividing L)",
+    "steps": "CD-1 steps per layer",
+    "batch_size": "CD-1 minibatch size",
+    "learning_rate": "SGD learning rate",
+    "momentum": "SGD momentum",
+    "l1": "L1 penalty on the weights",
+    "max_units_shown": "at most this many receptive fields drawn per layer",
+    "test_chains": "chains kept out of training, for the reconstructions",
+    "reconstruction_examples": "held-out configurations shown reconstructed",
+}
+SMOKE = {
+    "L": 8,
+    "num_chains": 4,
+    "samples_per_chain": 10,
+    "updates_per_sample": 2,
+    "thermalization": 20,
+    "hidden_sizes": [16, 4],
+    "steps": [20, 20],
+    "batch_size": 10,
+    "max_units_shown": 16,
+    "test_chains": 1,
+    "reconstruction_examples": 2,
 }
 
 XI_EXACT = 7.467  # 1/[2(K* − K)] at K = 0.408, infinite lattice (notes §3)
@@ -155,6 +188,7 @@ def run(config: dict, out: Path) -> dict:
     # Sampling and training run in float32 (about twice as fast as float64 on CPU;
     # CD's own noise is far above float32 round-off).
     with jax.enable_x64(False):
+        print("  sampling Ising configurations", flush=True)
         t0 = time.perf_counter()
         configs = rg.sample_ising(
             k_sample,
@@ -179,6 +213,10 @@ def run(config: dict, out: Path) -> dict:
             )
         held = data[: n_test * per_chain]
 
+        print(
+            f"  training the RBM stack {L * L} → {' → '.join(map(str, sizes))}",
+            flush=True,
+        )
         t0 = time.perf_counter()
         rbms = rg.train_dbn(
             k_train,
@@ -209,13 +247,17 @@ def run(config: dict, out: Path) -> dict:
         q_rand = np.mean(held_np * rand, axis=1)
 
     # Layer by layer: receptive fields, layout on the coarse lattice, observables.
+    print("  receptive fields and RG flow, layer by layer", flush=True)
     rows_dbn = [_observables(configs)]
     rows_major = [rows_dbn[0]]
     majority = configs
     q_block = []
     fields, radii, radii_sq, radii_abs, layouts = [], [], [], [], []
     local, local_sq = [], []
-    for depth, (h, side) in enumerate(zip(hidden, sides), start=1):
+    layers = tqdm(
+        list(enumerate(zip(hidden, sides), start=1)), desc="layers", leave=False
+    )
+    for depth, (h, side) in layers:
         f = np.asarray(rg.receptive_fields(rbms[:depth], L))
         layout = rg.HiddenLayout.from_fields(f)
         fields.append(f)
@@ -257,7 +299,7 @@ def run(config: dict, out: Path) -> dict:
 
     # ---- figure 1: receptive fields ------------------------------------------------
     nl = len(sizes)
-    fig, axes = plotting.figure(nl, width=4.4, height=4.6)
+    fig, axes = plotting.figure(nl, width=min(4.4, 12.0 / nl), height=4.6)
     for i, (f, layout, side) in enumerate(zip(fields, layouts, sides)):
         ax = axes[0, i]
         show = min(side, int(np.sqrt(config["max_units_shown"])))
@@ -271,21 +313,16 @@ def run(config: dict, out: Path) -> dict:
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
-        ax.set_title(
-            f"layer {i + 1} ({sizes[i]} units): {show}×{show} neighbours\n"
-            f"median fitted radius {np.median(radii[i]):.2f} "
-            f"({2 ** (i + 1)}×{2 ** (i + 1)} block: {block_r[i]:.2f})\n"
-            f"median locality |r| {np.median(local[i]):.2f}, r² "
-            f"{np.median(local_sq[i]):.2f} (block: {block_local[i]:.3f})",
+        ax.set_title(f"layer {i + 1}: {show}×{show} of {sizes[i]} units", fontsize=11)
+        ax.set_xlabel(
+            f"median radius {np.median(radii[i]):.2f} sites "
+            f"({2 ** (i + 1)}×{2 ** (i + 1)} block {block_r[i]:.2f})\n"
+            f"locality {np.median(local[i]):.2f} (block {block_local[i]:.3f}, "
+            f"spread {uniform_local:.2f})",
             fontsize=10,
         )
     fig.colorbar(im, ax=axes[0, -1], shrink=0.7, label="r / max|r|")
-    fig.suptitle(
-        f"Effective receptive fields W¹⋯Wˡ, {L}×{L} Ising at K = {K}\n"
-        "(each tile: one hidden unit on the full lattice; locality: lattice share of "
-        "the\nsmallest disc holding 90% of |r| or r², "
-        f"{uniform_local:.2f} for a field spread over the torus)"
-    )
+    fig.suptitle(f"Receptive fields W¹⋯Wˡ of hidden units, {L}×{L} Ising at K = {K}")
     plotting.save(fig, out / "receptive_fields.png")
 
     # ---- figure 2: radius and RG flow of observables ---------------------------------
@@ -323,10 +360,10 @@ def run(config: dict, out: Path) -> dict:
     ax_r.set(
         xlabel="layer l",
         ylabel="receptive-field radius (sites)",
-        title="receptive-field radius (dots: units, fit)",
+        title="receptive-field radius (dots: units)",
         xticks=depths[1:],
     )
-    ax_r.legend(fontsize=8)
+    ax_r.legend(fontsize=9)
 
     def flow(ax, name, ylabel, title, ref=None):
         for rows, lab, c, mk in (
@@ -347,7 +384,7 @@ def run(config: dict, out: Path) -> dict:
         ax.set(
             xlabel="coarse-graining step l", ylabel=ylabel, title=title, xticks=depths
         )
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
 
     flow(ax_m, "abs_m", "⟨|m|⟩", "magnetisation of the coarse spins")
     flow(
@@ -361,9 +398,18 @@ def run(config: dict, out: Path) -> dict:
         ax_x,
         "xi2",
         "ξ₂ (coarse lattice units)",
-        f"correlation length (ξ_exp = {XI_EXACT} at L = ∞)",
+        "correlation length",
         ref=xi0 / 2.0**depths,
     )
+    ax_x.plot(
+        depths,
+        XI_EXACT / 2.0**depths,
+        "--",
+        color="0.5",
+        lw=1.2,
+        label="ξ_exp/2ˡ (exact, L = ∞)",
+    )
+    ax_x.legend(fontsize=9)
     ax_x.set_yscale("log", base=2)
     plotting.save(fig, out / "rg_flow.png")
 
@@ -373,7 +419,9 @@ def run(config: dict, out: Path) -> dict:
     cols = [("original", None, None)]
     cols += [("mean", d, recon["mean"][d]) for d in range(nl)]
     cols += [("sample", d, recon["sample"][d]) for d in range(nl)]
-    fig, axes = plotting.figure(len(cols), n_ex, width=2.0, height=2.25)
+    fig, axes = plotting.figure(
+        len(cols), n_ex, width=min(2.0, 12.0 / len(cols)), height=2.25
+    )
     for i, idx in enumerate(pick):
         for j, (how, d, imgs) in enumerate(cols):
             ax = axes[i, j]
@@ -382,26 +430,24 @@ def run(config: dict, out: Path) -> dict:
             m = float(np.mean(held_np[idx]))
             if imgs is not None:
                 q = float(np.mean(held_np[idx] * img))
-                ax.set_xlabel(f"q = {q:.2f}", fontsize=8)
+                ax.set_xlabel(f"q = {q:.2f}", fontsize=10)
             else:
-                ax.set_xlabel(f"m = {m:.2f}", fontsize=8)
+                ax.set_xlabel(f"m = {m:.2f}", fontsize=10)
             if i == 0:
                 ax.set_title(
-                    "original (held out)"
+                    "held out"
                     if imgs is None
-                    else f"layer {d + 1} ({sizes[d]} units)\n"
-                    + ("means E[·|·]" if how == "mean" else "samples"),
-                    fontsize=9,
+                    else f"layer {d + 1}, " + ("mean" if how == "mean" else "sample"),
+                    fontsize=10,
                 )
     q_mean = [o[0] for o in overlap[("mean", "held_out")]]
     fig.suptitle(
-        f"Reconstructions v → h₁ → … → h_l → … → v′ of held-out {L}×{L} configurations "
-        f"at K = {K} (black: +1, white: −1; q = (1/N)Σ s_i s′_i)\nmean overlap, "
-        "conditional means: "
-        + ", ".join(f"layer {d + 1}: {q:.2f}" for d, q in enumerate(q_mean))
-        + "; random configuration: 0; majority-rule blocks copied back: "
-        + ", ".join(f"{q[0]:.2f}" for q in q_block),
-        fontsize=10,
+        f"Reconstructions v → h_l → v′ at K = {K}: mean overlap q "
+        + ", ".join(f"{q:.2f}" for q in q_mean)
+        + " (majority-rule blocks "
+        + ", ".join(f"{q[0]:.2f}" for q in q_block)
+        + ")",
+        fontsize=11,
     )
     plotting.save(fig, out / "mehta_schwab_reconstructions.png")
 
@@ -456,6 +502,23 @@ def run(config: dict, out: Path) -> dict:
         "reconstruction_overlap_random_measured": _mean_se(q_rand),
         "reconstruction_overlap_block_spin_per_layer": q_block,
     }
+
+
+def headline(metrics: dict) -> tuple[str, bool | None]:
+    """The RBM stack coarse-grains like a b = 2 RG step (ξ halves per layer, as for
+    majority-rule block spins), trained on data that is Ising data."""
+    rd, rm = metrics["xi_ratio_dbn"], metrics["xi_ratio_majority"]
+    z = metrics["energy_layer0_z"]
+    radii = " → ".join(f"{v:.2f}" for v in metrics["rf_radius_per_layer"])
+    return (
+        "ξ₂ ratio per layer: RBM "
+        + ", ".join(f"{v:.2f}" for v in rd)
+        + ", majority rule "
+        + ", ".join(f"{v:.2f}" for v in rm)
+        + f" (expected 0.5 ± 0.15); receptive-field radius {radii} sites; data ⟨e⟩ "
+        f"vs Kaufman z = {z:.1f} (expected |z| < 3)",
+        bool(all(abs(v - 0.5) < 0.15 for v in rd) and abs(z) < 3),
+    )
 
 
 if __name__ == "__main__":

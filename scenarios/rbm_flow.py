@@ -1,4 +1,6 @@
-"""The RBM flow of Iso, Shiba & Yokoo (arXiv:1801.07172) read by an exact energy
+"""RBM flow of Iso et al. read by energy and classifier thermometers: its end depends on the training data.
+
+The RBM flow of Iso, Shiba & Yokoo (arXiv:1801.07172) read by an exact energy
 thermometer and by a classifier thermometer, and the Veiga–Vicente caveat
 (arXiv:2006.10176): the flow's end depends on the data.
 
@@ -38,6 +40,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 from dynlearn import plotting, rg
 
@@ -82,6 +85,30 @@ CONFIG = {
         "weight_decay": 1.0,
     },
 }
+HELP = {
+    "seed": "PRNG seed of sampling, training and flows",
+    "L": "linear size of the L×L Ising torus (visible layer: L² spins)",
+    "temperatures": "temperatures T (J = k_B = 1) of the Monte Carlo data",
+    "num_chains": "Metropolis chains per temperature",
+    "samples_per_chain": "configurations stored per chain",
+    "updates_per_sample": "Metropolis sweeps between stored configurations",
+    "thermalization": "sweeps discarded at the start of every chain",
+    "start_fraction": "fraction of chains per T kept out of training (flow starts)",
+    "hidden_ratio": "hidden units per visible unit, n_h / n_v",
+    "steps": "CD-1 steps per RBM",
+    "batch_size": "CD-1 minibatch size",
+    "learning_rate": "SGD learning rate",
+    "momentum": "SGD momentum",
+    "l2": "L2 penalty on the weights",
+    "training_sets": "label → [T_lo, T_hi]: the temperatures each RBM is trained on",
+    "converged_rel_spread": "a common end is claimed if the starts agree to this fraction",
+    "flow_starts": "start temperatures of the flows (among `temperatures`)",
+    "flow_steps": "steps v → h → v′ of every flow",
+    "flow_chains": "configurations flowed per start",
+    "tail_fraction": "fraction of the last flow steps averaged for the end point",
+    "example_steps": "flow steps drawn in the configuration figure",
+    "thermometer": "classifier thermometer: MLP width, steps, batch_size, lr, weight_decay",
+}
 QUICK = {
     "L": 8,
     "num_chains": 16,
@@ -95,6 +122,25 @@ QUICK = {
         "width": 64,
         "steps": 1500,
         "batch_size": 128,
+        "lr": 2e-3,
+        "weight_decay": 1.0,
+    },
+}
+SMOKE = {
+    "L": 4,
+    "temperatures": [1.5, 2.0, 2.25, 3.5, 4.0, 6.0],
+    "num_chains": 8,
+    "samples_per_chain": 5,
+    "thermalization": 20,
+    "steps": 20,
+    "batch_size": 16,
+    "flow_steps": 4,
+    "flow_chains": 8,
+    "example_steps": [0, 1, 2, 4],
+    "thermometer": {
+        "width": 8,
+        "steps": 20,
+        "batch_size": 16,
         "lr": 2e-3,
         "weight_decay": 1.0,
     },
@@ -145,6 +191,7 @@ def run(config: dict, out: Path) -> dict:
             raise ValueError(f"flow start T = {t0} is not one of the temperatures.")
 
     with jax.enable_x64(False):
+        print(f"  sampling {len(temps)} temperatures", flush=True)
         t0 = time.perf_counter()
         configs = _sample(
             k_sample,
@@ -169,7 +216,8 @@ def run(config: dict, out: Path) -> dict:
                 raise ValueError(f"training set {label!r} holds none of {temps}.")
         rbms, t_train = {}, {}
         n_h = int(round(config["hidden_ratio"] * n_v))
-        for i, label in enumerate(config["training_sets"]):
+        sets = list(config["training_sets"])
+        for i, label in enumerate(tqdm(sets, desc="training RBMs", leave=False)):
             data = train[subsets[label]].reshape(-1, n_v)
             k_init, k_fit = jr.split(jr.fold_in(k_train, i))
             rbm = rg.RBM.random(k_init, n_v, n_h, 0.01)
@@ -204,6 +252,7 @@ def run(config: dict, out: Path) -> dict:
             jr.bernoulli(jr.fold_in(k_start, 99), 0.5, (n_fc, n_v)), 1.0, -1.0
         ).astype(jnp.float32)
 
+        print("  RBM flows and the classifier thermometer", flush=True)
         t0 = time.perf_counter()
         flows = {
             (r, s): np.asarray(
@@ -311,7 +360,7 @@ def run(config: dict, out: Path) -> dict:
     # ---- figure 1: T(step) and |m|(step) for each RBM --------------------------------
     steps = np.arange(config["flow_steps"] + 1)
     nr = len(rbms)
-    fig, axes = plotting.figure(nr, 2, width=4.6, height=3.6)
+    fig, axes = plotting.figure(nr, 2, width=min(4.6, 12.0 / nr), height=3.8)
     colours = dict(zip(starts, plotting.PALETTE))
     for col, r in enumerate(rbms):
         ax_t, ax_m = axes[0, col], axes[1, col]
@@ -336,14 +385,18 @@ def run(config: dict, out: Path) -> dict:
             ylim=(0.9, max(temps) + 0.6),
             xlabel="flow step n",
             ylabel="temperature read-out",
-            title=f"RBM trained on {r}\n"
-            + (
-                f"fixed point T* = {fixed[r]['T']:.2f}"
-                if fixed[r]["converged"]
-                else "no common end: T = {:.2f} … {:.2f} over starts".format(
-                    *fixed[r]["T_spread_over_starts"]
-                )
+            title=f"RBM trained on {r}",
+        )
+        ax_t.text(
+            0.03,
+            0.03,
+            f"common end T* = {fixed[r]['T']:.2f}"
+            if fixed[r]["converged"]
+            else "no common end: T = {:.2f} … {:.2f}".format(
+                *fixed[r]["T_spread_over_starts"]
             ),
+            transform=ax_t.transAxes,
+            fontsize=10,
         )
         if fixed[r]["converged"]:
             # equilibrium ⟨|m|⟩ of the data at the fixed-point temperature
@@ -360,12 +413,21 @@ def run(config: dict, out: Path) -> dict:
         if col == 0:
             ax_t.plot([], [], "-", color="0.3", label="energy T(⟨e⟩)")
             ax_t.plot([], [], "--", color="0.3", lw=1.3, label="classifier ⟨Σ p_c T_c⟩")
-            ax_t.legend(fontsize=7, loc="upper right", ncol=2)
-            ax_m.legend(fontsize=7, loc="lower right", ncol=2)
+    # one legend for the whole figure, under the panels (off the data)
+    entries: dict = {}
+    for ax in (axes[0, 0], axes[1, 0]):
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            entries.setdefault(lab, h)
+    fig.legend(
+        list(entries.values()),
+        list(entries.keys()),
+        loc="outside lower center",
+        ncol=5,
+        fontsize=9,
+    )
     fig.suptitle(
-        f"RBM flow v → h → v′ on the {L}×{L} Ising torus, {n_fc} chains per start\n"
-        f"exact energy thermometer (solid; bands ±1 s.e.) and classifier thermometer "
-        f"(dashed; held-out accuracy {accuracy:.2f} over {len(temps)} classes)"
+        f"RBM flow v → h → v′, {L}×{L} torus: energy thermometer (solid, ±1 s.e.), "
+        "classifier (dashed)"
     )
     plotting.save(fig, out / "rbm_flow_temperature.png")
 
@@ -373,27 +435,29 @@ def run(config: dict, out: Path) -> dict:
     ex = [n for n in config["example_steps"] if n <= config["flow_steps"]]
     first = next(iter(rbms))
     rows = [(first, f"T₀ = {config['flow_starts'][0]:g}"), (first, "T₀ = ∞ (random)")]
-    fig, axes = plotting.figure(len(ex), len(rows), width=1.9, height=1.9)
+    fig, axes = plotting.figure(
+        len(ex), len(rows), width=min(1.9, 12.0 / len(ex)), height=2.1
+    )
     for i, (r, s) in enumerate(rows):
         d = reads[(r, s)]
         for j, n in enumerate(ex):
             ax = axes[i, j]
             plotting.spins(ax, flows[(r, s)][n, 0], L)
             T_n = d["T"][n]
-            label = f"T_E = {T_n:.2f}" if np.isfinite(T_n) else "T_E off scale"
-            label += f", T_NN = {d['T_cls'][n]:.2f}"
-            ax.set_title(f"n = {n}\n{label}", fontsize=8)
-        axes[i, 0].set_ylabel(s, fontsize=8)
+            label = f"T_E {T_n:.2f}" if np.isfinite(T_n) else "T_E off scale"
+            label += f"\nT_NN {d['T_cls'][n]:.2f}"
+            ax.set_title(f"n = {n}", fontsize=10)
+            ax.set_xlabel(label, fontsize=10)
+        axes[i, 0].set_ylabel(s, fontsize=10)
     fig.suptitle(
-        f"One chain of the flow of the RBM trained on {first} (readings of all "
-        f"{n_fc} chains at step n: T_E energy thermometer, T_NN classifier)",
-        fontsize=10,
+        f"One chain of the flow (RBM trained on {first}); readings over {n_fc} chains",
+        fontsize=11,
     )
     plotting.save(fig, out / "rbm_flow_configurations.png")
 
     # ---- figure 3: the classifier thermometer -----------------------------------------
     ncol = 1 + len(starts)
-    fig, axes = plotting.figure(3, (ncol + 2) // 3, width=4.4, height=3.6)
+    fig, axes = plotting.figure(3, (ncol + 2) // 3, width=4.0, height=3.8)
     axes = axes.ravel()
     ax = axes[0]
     lim = (temps.min() - 0.3, temps.max() + 0.3)
@@ -430,10 +494,9 @@ def run(config: dict, out: Path) -> dict:
         ylim=lim,
         xlabel="true T of the Monte Carlo data",
         ylabel="read T",
-        title=f"held-out data: classifier accuracy {accuracy:.2f}\n(±1 class "
-        f"{accuracy_1:.2f}; energy, nearest u(T_c): {accuracy_energy:.2f})",
+        title=f"held-out data: accuracy {accuracy:.2f} (±1 class {accuracy_1:.2f})",
     )
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
     edges = np.concatenate(
         [[temps[0] - 0.5 * (temps[1] - temps[0])], 0.5 * (temps[1:] + temps[:-1])]
     )
@@ -451,15 +514,15 @@ def run(config: dict, out: Path) -> dict:
             shading="flat",
         )
         ax.plot(steps, d["T_cls"], "-", color="w", lw=1.2, label="Σ p_c T_c")
-        ax.axhline(T_c, color="w", ls="--", lw=1.0, label="T_c")
+        ax.axhline(T_c, color="w", ls="--", lw=1.0, label="critical T (L = ∞)")
         ax.set(
             xlabel="flow step n",
-            ylabel="class temperature T_c",
-            title=f"{s}: class probabilities ⟨p(T_c|v⁽ⁿ⁾)⟩",
+            ylabel="class temperature",
+            title=f"{s}: ⟨p(T_c | v⁽ⁿ⁾)⟩",
             ylim=(edges[0], edges[-1]),
         )
         ax.grid(False)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=9, loc="upper right")
     for ax in axes[1 + len(starts) :]:
         ax.set_axis_off()
     fig.colorbar(im, ax=list(axes[1:]), shrink=0.6, label="mean class probability")
@@ -510,6 +573,7 @@ def run(config: dict, out: Path) -> dict:
             "T_read": [float(x) for x in T_read_data],
         },
         "data_abs_m": m_data.mean(1).tolist(),
+        "training_ranges": {r: list(config["training_sets"][r]) for r in rbms},
         "fixed_point": fixed,
         "T_per_step": {f"{r} | {s}": per_step(r, s, "T") for r, s in reads},
         "abs_m_per_step": {f"{r} | {s}": per_step(r, s, "abs_m") for r, s in reads},
@@ -517,6 +581,28 @@ def run(config: dict, out: Path) -> dict:
             f"{r} | {s}": per_step(r, s, "T_cls") for r, s in reads
         },
     }
+
+
+def headline(metrics: dict) -> tuple[str, bool | None]:
+    """The energy thermometer reads the Monte Carlo data right, and the flow's end
+    moves with the training data (Veiga & Vicente)."""
+    check = metrics["thermometer_check_data"]
+    err = max(
+        abs(r / t - 1)
+        for t, r in zip(check["T_true"], check["T_read"])
+        if np.isfinite(r)
+    )
+    ends = {k: v["T"] for k, v in metrics["fixed_point"].items()}
+    mid = {k: float(np.mean(v)) for k, v in metrics["training_ranges"].items()}
+    hot, cold = max(mid, key=mid.get), min(mid, key=mid.get)
+    return (
+        "flow end T* = "
+        + ", ".join(f"{v:.2f} [{k}]" for k, v in ends.items())
+        + f"; expected T* of the hottest-trained RBM > coldest ({ends[hot]:.2f} vs "
+        f"{ends[cold]:.2f}); energy thermometer on the data within {100 * err:.1f}% "
+        "(expected < 10%)",
+        bool(ends[hot] > ends[cold] and err < 0.10),
+    )
 
 
 if __name__ == "__main__":

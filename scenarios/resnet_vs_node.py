@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 import optax
+from tqdm.auto import tqdm
 
 import dynlearn as dl
 from dynlearn import plotting, resnet as rn
@@ -47,7 +48,48 @@ CONFIG = {
     "refine": [1, 2, 8],
     "grid": 120,
 }
+HELP = {
+    "seed": "PRNG seed of the data, the split and the initial networks",
+    "n_points": "number of two-spiral points (train and test together)",
+    "noise": "standard deviation of the noise added to the spiral points",
+    "dim": "dimension d of the lifted state the residual body acts on",
+    "width": "hidden width of each residual layer",
+    "depth": "number of layers N of the discrete networks at training",
+    "T": "depth horizon T of every body (step h = T/N)",
+    "steps": "full-batch Adam steps of each training run",
+    "lr": "Adam learning rate",
+    "node_nodes": "number of hat-function nodes of the neural ODE's weights Θ(t)",
+    "node_rtol": "rtol of the neural ODE's Tsit5 solve (atol = rtol/100)",
+    "smoothness_weight": "α of the weight-smoothness penalty α Σ‖θ_{j+1} − θ_j‖²/h",
+    "refine": "refinement factors f (depth N → fN keeping θ(t))",
+    "grid": "points per side of the decision-boundary grid",
+}
 QUICK = {"n_points": 400, "steps": 300, "lr": 2e-2, "node_rtol": 1e-3, "grid": 60}
+SMOKE = {"n_points": 64, "steps": 5, "depth": 4, "refine": [1, 2], "grid": 8}
+
+REFINE_TOLERANCE = 0.03
+"""How much test accuracy a smooth-in-depth (α > 0) network may lose on refinement."""
+
+
+def headline(metrics: dict) -> tuple[str, bool]:
+    """Test accuracy lost by the penalised (α > 0) discrete networks under the largest
+    depth refinement."""
+    factors = metrics["refine"]
+    drops = {
+        label.split(",")[0]: m["test_accuracy_refined"][0]
+        - m["test_accuracy_refined"][-1]
+        for label, m in metrics.items()
+        if isinstance(m, dict)
+        and "test_accuracy_refined" in m
+        and not label.endswith("α = 0")
+    }
+    held = all(d <= REFINE_TOLERANCE for d in drops.values())
+    text = (
+        f"test accuracy lost at N → {factors[-1]}N with the smoothness penalty: "
+        + ", ".join(f"{k} {d:+.3f}" for k, d in drops.items())
+        + f" (expected ≤ {REFINE_TOLERANCE:g})"
+    )
+    return text, held
 
 
 def _classifier(body, d, key):
@@ -79,32 +121,33 @@ def run(config: dict, out: Path) -> dict:
         "Hamiltonian": lambda: rn.ResNet(hamiltonian_field(kf), "hamiltonian", N),
     }
     models, histories, metrics = {}, {}, {"refine": config["refine"]}
-    for name, make in specs.items():
-        for alpha in (0.0, config["smoothness_weight"]):
-            label = f"{name}, α = {alpha:g}"
-            m = _classifier(make(), d, kc)
-            m, hist = rn.train_classifier(
-                m,
-                Xtr,
-                ytr,
-                steps=config["steps"],
-                optimizer=opt,
-                smoothness_weight=alpha,
-            )
-            models[label], histories[label] = m, hist
-            refined = [
-                float(
-                    rn.accuracy(
-                        eqx.tree_at(lambda mm: mm.body, m, m.body.refine(f)), Xte, yte
-                    )
+    runs = [(n, a) for n in specs for a in (0.0, config["smoothness_weight"])]
+    for name, alpha in tqdm(runs, desc="resnet_vs_node: discrete networks"):
+        make = specs[name]
+        label = f"{name}, α = {alpha:g}"
+        m = _classifier(make(), d, kc)
+        m, hist = rn.train_classifier(
+            m,
+            Xtr,
+            ytr,
+            steps=config["steps"],
+            optimizer=opt,
+            smoothness_weight=alpha,
+        )
+        models[label], histories[label] = m, hist
+        refined = [
+            float(
+                rn.accuracy(
+                    eqx.tree_at(lambda mm: mm.body, m, m.body.refine(f)), Xte, yte
                 )
-                for f in config["refine"]
-            ]
-            metrics[label] = {
-                "train_accuracy": float(rn.accuracy(m, Xtr, ytr)),
-                "test_accuracy": refined[0],
-                "test_accuracy_refined": refined,
-            }
+            )
+            for f in config["refine"]
+        ]
+        metrics[label] = {
+            "train_accuracy": float(rn.accuracy(m, Xtr, ytr)),
+            "test_accuracy": refined[0],
+            "test_accuracy_refined": refined,
+        }
 
     node_field = rn.ResidualField.init(
         lambda k: dl.MLP(d, d, w, 0, final_activation="tanh", key=k),
@@ -114,6 +157,7 @@ def run(config: dict, out: Path) -> dict:
         key=kf,
     )
     node_label = "Neural ODE (Tsit5)"
+    print("resnet_vs_node: training the neural ODE")
     node = _classifier(
         rn.NeuralODE(
             node_field,
@@ -134,7 +178,7 @@ def run(config: dict, out: Path) -> dict:
     }
 
     # ------------------------------------------------------------------ plots
-    fig, axes = plotting.figure(3, 2, width=4.6, height=4.1)
+    fig, axes = plotting.figure(3, 2, width=4.0, height=4.2)
     g = config["grid"]
     lim = 1.35
     u = jnp.linspace(-lim, lim, g)
@@ -152,7 +196,7 @@ def run(config: dict, out: Path) -> dict:
         ax.set(
             xlabel="x₁",
             ylabel="x₂",
-            title=f"{label.split(',')[0]}: spirals, test acc {acc:.3f}",
+            title=f"{label.split(',')[0]}: test acc. {acc:.3f}",
             aspect="equal",
             xlim=(-lim, lim),
             ylim=(-lim, lim),
@@ -180,7 +224,7 @@ def run(config: dict, out: Path) -> dict:
         ylabel="test accuracy",
         title="depth refinement: θ(t) kept, h → h/f",
     )
-    ax.legend(fontsize=7)
+    plotting.legend_outside(ax, ncol=1)
 
     ax = axes[1, 1]
     for i, (label, hist) in enumerate(histories.items()):
@@ -190,18 +234,29 @@ def run(config: dict, out: Path) -> dict:
         ylabel="training loss (incl. penalty)",
         title="training",
     )
-    ax.legend(fontsize=7)
+    plotting.log_ticks(ax, "y")
+    plotting.legend_outside(ax, ncol=1)
 
     ax = axes[1, 2]
     labels = list(metrics)[1:]
     tr = [metrics[k]["train_accuracy"] for k in labels]
     te = [metrics[k]["test_accuracy"] for k in labels]
-    pos = np.arange(len(labels))
-    ax.barh(pos + 0.2, tr, 0.4, color=plotting.PALETTE[0], label="train")
-    ax.barh(pos - 0.2, te, 0.4, color=plotting.PALETTE[1], label="test")
-    ax.set_yticks(pos, [k.replace(" (Euler)", "") for k in labels], fontsize=8)
-    ax.set(xlabel="accuracy", xlim=(0.5, 1.0), title="accuracy at the trained depth")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    pos = np.arange(len(labels))[::-1]
+    # dots, not bars: the axis starts just below the lowest accuracy so that the
+    # differences between the models are visible
+    ax.plot(tr, pos, "o", ms=8, color=plotting.PALETTE[0], label="train")
+    ax.plot(
+        te, pos, "s", ms=7, mfc="none", mew=1.6, color=plotting.PALETTE[1], label="test"
+    )
+    ax.set_yticks(pos, [k.replace(" (Euler)", "") for k in labels], fontsize=9)
+    lo = max(0.0, np.floor((min(tr + te) - 0.02) * 50) / 50)
+    ax.set(
+        xlabel=f"accuracy (axis from {lo:g})",
+        xlim=(lo, 1.01),  # a margin so that dots at accuracy 1 are not clipped
+        ylim=(pos.min() - 0.6, pos.max() + 0.6),
+        title="accuracy at the trained depth",
+    )
+    plotting.legend_outside(ax, ncol=2, bbox_to_anchor=(0.5, -0.16))
     plotting.save(fig, out / "resnet_vs_node.png")
     return metrics
 

@@ -23,6 +23,9 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
+from matplotlib import transforms
+from matplotlib.lines import Line2D
+from tqdm.auto import tqdm
 
 from dynlearn import plotting, resnet as rn
 
@@ -37,7 +40,45 @@ CONFIG = {
     "h": 0.1,
     "momentum_gamma": 0.9,
 }
-QUICK = {"batch": 64, "dim": 32, "width": 32, "inverse_depths": [16, 64, 256]}
+HELP = {
+    "seed": "PRNG seed of the fields and the inputs",
+    "batch": "batch size B of the memory measurement",
+    "dim": "state dimension d of the memory measurement's Hamiltonian net",
+    "width": "width of each Hamiltonian layer Kᵀσ(K·) (rows of K)",
+    "memory_depths": "depths N at which the gradient's temporary memory is measured",
+    "inverse_depths": "depths N of the inversion-error measurement",
+    "h": "fixed layer step h of the inversion-error measurement (T = N·h)",
+    "momentum_gamma": "the momentum network's γ (its inverse divides by γ)",
+}
+QUICK = {
+    "batch": 64,
+    "dim": 32,
+    "width": 32,
+    "memory_depths": [16, 64, 256],
+    "inverse_depths": [16, 256],  # every (scheme, dtype, depth) compiles anew
+}
+SMOKE = {
+    "batch": 4,
+    "dim": 4,
+    "width": 4,
+    "memory_depths": [4, 8, 16],
+    "inverse_depths": [4, 16],
+}
+
+
+def headline(metrics: dict) -> tuple[str, bool]:
+    """Memory slope of the reversible gradient vs plain autodiff's, and agreement of
+    the two gradients."""
+    s = metrics["memory_loglog_slopes"]
+    err = metrics["grad_rel_err_reversible_vs_autodiff"]
+    rev, ad = s["reversible"], s["autodiff"]
+    held = bool(abs(rev) <= 0.1 and ad >= 0.8 and err <= 1e-8)
+    text = (
+        f"gradient memory ∝ N^{rev:.2f} reversible vs N^{ad:.2f} autodiff (expected "
+        f"|slope| ≤ 0.1 vs ≥ 0.8); gradients agree to {err:.1e} (expected ≤ 1e-8)"
+    )
+    return text, held
+
 
 BACKPROPS = {
     "autodiff": "plain autodiff (stores N activations)",
@@ -75,7 +116,7 @@ def run(config: dict, out: Path) -> dict:
     xs = jr.normal(kx, (config["batch"], d))
     memory = {
         b: [_temp_mib(field, xs, b, n) for n in config["memory_depths"]]
-        for b in BACKPROPS
+        for b in tqdm(BACKPROPS, desc="reversible_memory: compile gradients")
     }
 
     # Gradient agreement at the largest memory depth (float64).
@@ -118,7 +159,9 @@ def run(config: dict, out: Path) -> dict:
         ),
     }
     inverse = {}
-    for name, (scheme, fld) in schemes.items():
+    for name, (scheme, fld) in tqdm(
+        schemes.items(), desc="reversible_memory: inversion errors"
+    ):
         for dtype in (jnp.float32, jnp.float64):
             errs = []
             for n in config["inverse_depths"]:
@@ -130,7 +173,7 @@ def run(config: dict, out: Path) -> dict:
                 errs.append(float(err) if jnp.isfinite(err) else float("inf"))
             inverse[f"{name} {jnp.dtype(dtype).name}"] = errs
 
-    fig, axes = plotting.figure(2, width=5.6, height=4.3)
+    fig, axes = plotting.figure(2, width=5.6, height=4.8)
     ax = axes[0, 0]
     slopes = {}
     Ns = config["memory_depths"]
@@ -139,13 +182,14 @@ def run(config: dict, out: Path) -> dict:
             ax, Ns, memory[b], label=label, color=plotting.PALETTE[i], marker="os^"[i]
         )
     ax.set_xticks(Ns, [str(n) for n in Ns])
-    ax.minorticks_off()
+    ax.set_xticks([], minor=True)
     ax.set(
         xlabel="depth N",
         ylabel="XLA temporary memory of the gradient [MiB]",
         title=f"memory of ∇loss, Hamiltonian net, batch {config['batch']}×{d}",
     )
-    ax.legend(loc="upper left")
+    plotting.log_ticks(ax, "y")
+    plotting.legend_outside(ax, ncol=1)
 
     ax = axes[0, 1]
     Ni = config["inverse_depths"]
@@ -153,28 +197,57 @@ def run(config: dict, out: Path) -> dict:
         scheme_idx, is64 = i // 2, name.endswith("float64")
         e = np.array(errs)
         e = np.where(np.isfinite(e), np.maximum(e, 1e-17), np.nan)
+        color = plotting.PALETTE[scheme_idx]
         ax.loglog(
             Ni,
             e,
             marker="os^D"[scheme_idx],
+            ms=6,
             ls="-" if is64 else "--",
-            color=plotting.PALETTE[scheme_idx],
-            label=name,
+            lw=1.8 if is64 else 1.4,
+            color=color,
+            mfc=color if is64 else "white",
         )
     for eps, label in (
         (np.finfo(np.float32).eps, "f32 ε"),
         (np.finfo(float).eps, "f64 ε"),
     ):
         ax.axhline(eps, color="0.5", lw=0.8, ls=":")
-        ax.annotate(label, (Ni[-1], eps * 2.5), fontsize=8, color="0.4", ha="right")
+        ax.annotate(
+            label,
+            (1.01, eps),
+            xycoords=transforms.blended_transform_factory(ax.transAxes, ax.transData),
+            fontsize=9,
+            color="0.4",
+            ha="left",
+            va="center",
+            annotation_clip=False,
+        )
     ax.set_xticks(Ni, [str(n) for n in Ni])
-    ax.minorticks_off()
+    ax.set_xticks([], minor=True)
     ax.set(
         xlabel=f"depth N (step h = {h:g}, T = N·h)",
         ylabel="‖invert(forward(x)) − x‖ / ‖x‖",
-        title="inverse error (solid float64, dashed float32)",
+        title="reconstruction error of the exact inverse",
     )
-    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    plotting.log_ticks(ax, "y")
+    # colour and marker: the scheme; line and fill: the precision
+    handles = [
+        Line2D([], [], color=plotting.PALETTE[k], marker="os^D"[k], ls="-", label=n)
+        for k, n in enumerate(schemes)
+    ] + [
+        Line2D([], [], color="k", marker="o", ls="-", label="float64 (solid, filled)"),
+        Line2D(
+            [],
+            [],
+            color="k",
+            marker="o",
+            mfc="white",
+            ls="--",
+            label="float32 (dashed, open)",
+        ),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)
     plotting.save(fig, out / "reversible_memory.png")
     return {
         "memory_depths": Ns,

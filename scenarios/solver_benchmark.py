@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.integrate
 from matplotlib import ticker
+from tqdm.auto import tqdm
 
 import dynlearn as dl
 from dynlearn import plotting
@@ -40,22 +41,57 @@ CONFIG = {
     "target_error": 1e-5,
     "repeats": 5,
 }
+HELP = {
+    "seed": "PRNG seed of the data and the initial network",
+    "problems": "[width, depth, n_data] of each MLP problem (3-dimensional inputs)",
+    "t1": "time horizon T of the gradient flow",
+    "rtols": "tolerances swept (rtol = atol) for diffrax solvers and scipy RK45",
+    "solvers": "diffrax solver names (dynlearn.SOLVERS) benchmarked",
+    "gd_lrs": "GD learning rates (GD approximates θ(T) with T/lr steps)",
+    "target_error": "relative error of θ(T) at which RK45 and Tsit5 are compared",
+    "repeats": "timed repeats of every run (the best is kept)",
+}
 QUICK = {
     "problems": [[16, 1, 32]],
-    "rtols": [1e-4, 1e-5, 3e-6, 1e-6, 1e-7],
+    "rtols": [1e-4, 1e-5, 1e-6, 1e-7],
     "solvers": ["tsit5", "dopri8"],
     "gd_lrs": [0.1, 0.05, 0.025],
-    "repeats": 3,
+    "repeats": 2,
 }
+SMOKE = {
+    "problems": [[4, 1, 8]],
+    "t1": 2.0,
+    "rtols": [1e-4, 1e-6],
+    "solvers": ["tsit5"],
+    "gd_lrs": [0.1],
+    "repeats": 1,
+}
+
+
+def headline(metrics: dict) -> tuple[str, None]:
+    """The wall-time ratio scipy RK45 / diffrax Tsit5 at the target error (a
+    benchmark: nothing is asserted)."""
+    parts = []
+    for name, r in metrics["problems"].items():
+        ratio = r["wall_ratio_rk45_over_tsit5"]
+        value = f"{ratio:.1f}×" if ratio is not None else "not reached by both"
+        parts.append(f"{value} at {name}")
+    target = next(iter(metrics["problems"].values()))["target_error"]
+    return f"RK45/Tsit5 wall time at rel. error {target:g}: " + ", ".join(parts), None
 
 
 def run(config: dict, out: Path) -> dict:
     n = len(config["problems"])
-    fig, axes = plotting.figure(2, n)
+    fig, axes = plotting.figure(2, n, width=5.0, height=4.3)
     results = {}
     for i, (width, depth, n_data) in enumerate(config["problems"]):
+        print(f"solver_benchmark: problem {i + 1}/{n} (width {width}, depth {depth})")
         res = _benchmark(config, width, depth, n_data, axes[i])
         results[f"P={res['n_params']}"] = res
+    # one legend for the figure: every panel shows the same methods
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncol=4
+    )
     plotting.save(fig, out / "solver_benchmark.png")
     return {
         "problems": results,
@@ -97,31 +133,31 @@ def _benchmark(config: dict, width: int, depth: int, n_data: int, axes) -> dict:
         )
 
     rows = []
-    for name in config["solvers"]:
-        for rtol in config["rtols"]:
-            times = []
-            for _ in range(reps):  # the first call compiles; run_time excludes that
-                tr = dl.gradient_flow(
-                    loss,
-                    net,
-                    t1,
-                    solver=name,
-                    rtol=rtol,
-                    atol=rtol,
-                    num_saves=2,
-                    check_stiffness=False,
-                )
-                times.append(tr.stats["run_time"])
-            rows.append(
-                {
-                    "method": f"diffrax {name}",
-                    "tol": rtol,
-                    "wall_s": min(times),
-                    "grad_evals": tr.stats["num_gradient_evals"],
-                    "steps": tr.stats["num_steps"],
-                    "rel_err": rel_err(dl.ravel_params(tr.final_params)),
-                }
+    sweep = [(name, rtol) for name in config["solvers"] for rtol in config["rtols"]]
+    for name, rtol in tqdm(sweep, desc="solver_benchmark: diffrax solvers"):
+        times = []
+        for _ in range(reps):  # the first call compiles; run_time excludes that
+            tr = dl.gradient_flow(
+                loss,
+                net,
+                t1,
+                solver=name,
+                rtol=rtol,
+                atol=rtol,
+                num_saves=2,
+                check_stiffness=False,
             )
+            times.append(tr.stats["run_time"])
+        rows.append(
+            {
+                "method": f"diffrax {name}",
+                "tol": rtol,
+                "wall_s": min(times),
+                "grad_evals": tr.stats["num_gradient_evals"],
+                "steps": tr.stats["num_steps"],
+                "rel_err": rel_err(dl.ravel_params(tr.final_params)),
+            }
+        )
 
     grad_flat = jax.jit(lambda v: jax.grad(lambda w: loss(unravel(w)))(v))
     grad_flat(flat0).block_until_ready()
@@ -129,7 +165,7 @@ def _benchmark(config: dict, width: int, depth: int, n_data: int, axes) -> dict:
     def rhs(t, y):
         return -np.asarray(grad_flat(y))
 
-    for rtol in config["rtols"]:
+    for rtol in tqdm(config["rtols"], desc="solver_benchmark: scipy RK45"):
         times = []
         for _ in range(reps):
             tic = time.perf_counter()
@@ -150,7 +186,7 @@ def _benchmark(config: dict, width: int, depth: int, n_data: int, axes) -> dict:
             }
         )
 
-    for lr in config["gd_lrs"]:
+    for lr in tqdm(config["gd_lrs"], desc="solver_benchmark: GD"):
         steps = int(round(t1 / lr))
         times = []
         for _ in range(reps):
@@ -208,15 +244,15 @@ def _benchmark(config: dict, width: int, depth: int, n_data: int, axes) -> dict:
     for ax, xl in zip(axes, ("gradient evaluations", "wall time (s, compiled code)")):
         ax.axhline(target, color="0.5", ls=":", lw=1)
         ax.set(xlabel=xl, ylabel="relative error of θ(T)")
-        ax.legend(fontsize=8)
-    # labelled ticks at 1, 2, 5 × 10^k: the time axis spans about one decade
+        plotting.log_ticks(ax)
+    # the time axis in ms, labelled at 1, 2, 5 × 10^k (it spans one to two decades)
     axes[1].xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     axes[1].xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x * 1e3:g}"))
     axes[1].xaxis.set_minor_formatter(ticker.NullFormatter())
     axes[1].set_xlabel("wall time (ms, compiled code)")
     axes[0].set_title(f"{n_params} parameters, T = {t1:g}: error vs gradients")
     ratio = rk45["wall_s"] / tsit["wall_s"] if tsit and rk45 else float("nan")
-    axes[1].set_title(f"error vs time (RK45/Tsit5 at {target:g}: {ratio:.1f}×)")
+    axes[1].set_title(f"RK45/Tsit5 wall time at {target:g}: {ratio:.1f}×")
 
     return {
         "n_params": n_params,
