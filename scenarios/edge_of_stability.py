@@ -159,28 +159,17 @@ def run(config: dict, out: Path) -> dict:
     edge = transforms.blended_transform_factory(ax_s.transAxes, ax_s.transData)
     for i, lr in enumerate(runs):
         c = plotting.PALETTE[i]
-        if 2 / lr <= top:
-            ax_s.annotate(
-                f"2/η = {2 / lr:.3g}",
-                (1.01, 2 / lr),
-                xycoords=edge,
-                color=c,
-                va="center",
-                ha="left",
-                fontsize=9,
-                annotation_clip=False,
-            )
-        else:
-            ax_s.annotate(
-                f"2/η = {2 / lr:.3g} ↑",
-                (1.01, top),
-                xycoords=edge,
-                color=c,
-                va="top",
-                ha="left",
-                fontsize=9,
-                annotation_clip=False,
-            )
+        inside = 2 / lr <= top  # a threshold above the data: marked at the top edge
+        ax_s.annotate(
+            f"2/η = {2 / lr:.3g}" + ("" if inside else " ↑"),
+            (1.01, 2 / lr if inside else top),
+            xycoords=edge,
+            color=c,
+            va="center" if inside else "top",
+            ha="left",
+            fontsize=9,
+            annotation_clip=False,
+        )
     ax_s.legend(loc="upper left")
     ax_l.set(xlabel="time t = k·η", ylabel="loss Φ", title="loss")
     plotting.log_ticks(ax_l, "y")
