@@ -22,6 +22,8 @@ from ._misc import (
     check_integer,
     check_positive,
     checked_loss,
+    first_nonfinite_save,
+    raise_nonfinite_loss,
     split_params,
     tree_all_finite,
 )
@@ -164,27 +166,18 @@ def _check_finite_loss(method: str, traj: Trajectory, save_every: int) -> None:
     """Raise a NonFiniteError if a recorded loss is NaN/inf while the parameters are
     finite (a loss that is undefined at θ, e.g. the log of a negative number, whose
     gradient may still be finite)."""
-    loss = np.asarray(traj.loss)
-    bad = ~np.isfinite(loss)
-    if not bad.any():
+    j = first_nonfinite_save(traj.loss)
+    if j is None:
         return
-    if loss.ndim == 2:  # an ensemble: the first save at which any path is bad
-        bad = bad.any(axis=0)
-    j = int(np.argmax(bad))
     where = (
         "at the initial parameters (step 0, t = 0)"
         if j == 0
         else f"at step {j * save_every} (t = {float(traj.ts[j]):.6g}), the first "
         "recorded non-finite value"
     )
-    err = NonFiniteError(
-        f"{method}: the loss became non-finite (NaN/inf) {where}, although the "
-        "parameters stayed finite. The loss is undefined there (a log or sqrt of a "
-        "negative number, a division by zero, or an overflow): fix the loss function. "
-        "The trajectory is attached as error.trajectory."
+    raise_nonfinite_loss(
+        traj, f"{method}: the loss became non-finite (NaN/inf) {where}"
     )
-    err.trajectory = traj
-    raise err
 
 
 def gradient_descent(

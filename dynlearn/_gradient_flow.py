@@ -16,6 +16,7 @@ from ._custom_types import LossFn, Params
 from ._flows import AbstractFlow, GradientFlow
 from ._misc import (
     DEFAULT_RTOL,
+    UNDEFINED_LOSS,
     NonFiniteError,
     check_bool,
     check_integer,
@@ -24,8 +25,10 @@ from ._misc import (
     check_real,
     check_tolerances,
     checked_loss,
+    first_nonfinite_save,
     floats_to_arrays,
     precision_floor,
+    raise_nonfinite_loss,
     split_params,
     timed,
     tree_all_finite,
@@ -381,21 +384,14 @@ def gradient_flow(
             notes.append(f"t1 = {float(t1):g}")
         return f"t = {t:.6g}" + (f" ({'; '.join(notes)})" if notes else "")
 
-    loss_np = np.asarray(traj.loss)
-    loss_bad = ~np.isfinite(loss_np)
-    first_bad_loss = None
-    if loss_bad.any():
-        first_bad_loss = float(traj.ts[int(np.argmax(loss_bad))])
-    fix_loss = (
-        "The loss is undefined there (a log or sqrt of a negative number, a division "
-        "by zero, or an overflow): fix the loss function"
-    )
+    j_bad = first_nonfinite_save(traj.loss)
+    first_bad_loss = None if j_bad is None else float(traj.ts[j_bad])
     if result == int(dfx.RESULTS.event_occurred._value):
         bad = not bool(tree_all_finite(final_dyn))
         if bad and first_bad_loss is not None:
             cause = (
                 f" The loss was already non-finite at {when(first_bad_loss)}, so its "
-                f"gradient carried NaN/inf into the parameters. {fix_loss}."
+                f"gradient carried NaN/inf into the parameters. {UNDEFINED_LOSS}."
             )
         elif bad:
             cause = (
@@ -437,7 +433,7 @@ def gradient_flow(
                 f"The {which} non-finite (NaN/inf) at {when(t_end, True)}, where the "
                 "parameters are still finite: the solver "
                 "rejected every step from there until the step size collapsed. "
-                f"{fix_loss}."
+                f"{UNDEFINED_LOSS}."
             )
         else:
             msg = (
@@ -464,14 +460,11 @@ def gradient_flow(
             f"diffrax solve failed: {dfx.RESULTS[result]} at t = {t_end}."
         )
     if first_bad_loss is not None:
-        err = NonFiniteError(
+        raise_nonfinite_loss(
+            traj,
             f"The loss became non-finite (NaN/inf) at {when(first_bad_loss)}, the "
-            "first save where it is, although the parameters stayed finite (its "
-            f"gradient is finite there). {fix_loss}. The trajectory is attached as "
-            "error.trajectory."
+            "first save where it is (its gradient is finite there)",
         )
-        err.trajectory = traj
-        raise err
 
     if want_steps:
         _stiffness_check(phi, final_dyn, sol_ys[2], t0, rtol, solver, stats)

@@ -40,6 +40,34 @@ class NonFiniteError(FloatingPointError):
     """Raised when a flow or an optimiser produces non-finite values or diverges."""
 
 
+UNDEFINED_LOSS = (
+    "The loss is undefined there (a log or sqrt of a negative number, a division by "
+    "zero, or an overflow): fix the loss function"
+)
+"""The remedy stated whenever a loss is non-finite while its parameters are finite."""
+
+
+def first_nonfinite_save(loss: Any) -> int | None:
+    """Index of the first save whose loss is NaN/inf, or None; for an ensemble
+    (losses of shape `(paths, saves)`) the first save at which any path is."""
+    bad = ~np.isfinite(np.asarray(loss))
+    if bad.ndim == 2:
+        bad = bad.any(axis=0)
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def raise_nonfinite_loss(trajectory: Any, where: str) -> None:
+    """Raise the `NonFiniteError` of a loss that became non-finite `where` (a phrase
+    that starts with the loss, e.g. "the loss became non-finite (NaN/inf) at t = 0")
+    while the parameters stayed finite, with the trajectory attached."""
+    err = NonFiniteError(
+        f"{where}, although the parameters stayed finite. {UNDEFINED_LOSS}. The "
+        "trajectory is attached as error.trajectory."
+    )
+    err.trajectory = trajectory
+    raise err
+
+
 def tree_dot(a: Any, b: Any) -> jax.Array:
     """Euclidean inner product ⟨a, b⟩ of two pytrees with the same structure."""
     leaves = [jnp.vdot(x, y) for x, y in zip(jtu.tree_leaves(a), jtu.tree_leaves(b))]
