@@ -9,10 +9,17 @@ from ._data import (
     sine_regression as sine_regression,
     two_moons as two_moons,
 )
-from ._discrete import (
-    gradient_descent as gradient_descent,
+from ._discrete import gradient_descent as gradient_descent, sgd as sgd
+from ._engine import (
+    AbstractGradientStepper as AbstractGradientStepper,
+    AbstractStepper as AbstractStepper,
+    DivergenceError as DivergenceError,
+    EngineState as EngineState,
+    GradientDescent as GradientDescent,
+    MemoryWarning as MemoryWarning,
+    Optax as Optax,
+    iterate as iterate,
     minibatch_indices as minibatch_indices,
-    sgd as sgd,
 )
 from ._flows import (
     AbstractFlow as AbstractFlow,
@@ -29,6 +36,7 @@ from ._misc import (
     NonFiniteError as NonFiniteError,
     PrecisionWarning as PrecisionWarning,
     ravel_params as ravel_params,
+    show_progress as show_progress,
 )
 from ._network import ACTIVATIONS as ACTIVATIONS, MLP as MLP, Affine as Affine
 from ._observables import (
@@ -40,6 +48,7 @@ from ._observables import (
     top_hessian_eigenvalue as top_hessian_eigenvalue,
     trajectory_distance as trajectory_distance,
 )
+from ._results import RESULTS as RESULTS
 from ._sde import per_example_losses as per_example_losses, sgd_sde as sgd_sde
 from ._solvers import SOLVERS as SOLVERS, stability_limit as stability_limit
 from ._trajectory import Trajectory as Trajectory
@@ -55,6 +64,15 @@ __all__ = [
     "ACTIVATIONS",
     "AbstractFlow",
     "AbstractObservable",
+    "AbstractGradientStepper",
+    "AbstractStepper",
+    "DivergenceError",
+    "EngineState",
+    "GradientDescent",
+    "MemoryWarning",
+    "Optax",
+    "RESULTS",
+    "iterate",
     "Affine",
     "GradNorm",
     "GradientFlow",
@@ -79,6 +97,7 @@ __all__ = [
     "ravel_params",
     "sgd",
     "sgd_sde",
+    "show_progress",
     "sine_regression",
     "stability_limit",
     "top_hessian_eigenvalue",

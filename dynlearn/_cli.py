@@ -714,6 +714,11 @@ def _cmd_run(args: argparse.Namespace, found: dict[str, Path]) -> int:
                 )
 
     _configure_jax(args.float32, cache=not args.no_cache)
+    import dynlearn
+
+    dynlearn.show_progress(
+        sys.stderr.isatty() if args.progress is None else args.progress
+    )
     failed = list(broken)
     rows = [(n, 0.0, "FAILED", why) for n, why in broken.items()]
     current = None
@@ -1013,6 +1018,13 @@ def _parser(epilog: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
     )
     p_run.add_argument(
         "--float32", action="store_true", help="run in float32 (default: float64)"
+    )
+    p_run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress meters for the training runs (default: on when stderr is a "
+        "terminal)",
     )
     p_run.add_argument(
         "--no-cache",

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import LossFn, Params
+from ._engine import _is_traced
 from ._flows import AbstractFlow, GradientFlow
 from ._misc import (
     DEFAULT_RTOL,
@@ -28,6 +29,7 @@ from ._misc import (
     first_nonfinite_save,
     floats_to_arrays,
     precision_floor,
+    progress_enabled,
     raise_nonfinite_loss,
     split_params,
     timed,
@@ -39,6 +41,7 @@ from ._observables import (
     as_observables,
     evaluate_observables,
 )
+from ._results import RESULTS, result_item
 from ._solvers import (
     CountingController,
     evals_per_attempt,
@@ -52,7 +55,7 @@ from ._stiffness import (
     _no_forward_mode,
     _stiffness_check,
 )
-from ._trajectory import Trajectory
+from ._trajectory import SavedState, Trajectory, check_state_kind, restore_state
 from ._work import WorkCountingController, WorkTrackingSolver, work_counts
 
 
@@ -107,6 +110,10 @@ def gradient_flow(
     divergence_threshold: float = 1e8,
     progress_meter: dfx.AbstractProgressMeter | None = None,
     check_stiffness: bool = True,
+    args: Any = None,
+    adjoint: dfx.AbstractAdjoint | None = None,
+    resume: Trajectory | None = None,
+    throw: bool = True,
 ) -> Trajectory:
     """Integrate a training flow, by default gradient flow $\\dot θ = -∇Φ(θ)$.
 
@@ -144,11 +151,30 @@ def gradient_flow(
     - `save_params`: store θ at every save time (set `False` for large models).
     - `max_steps`: step budget of the solve.
     - `divergence_threshold`: stop if any parameter exceeds this in magnitude.
-    - `progress_meter`: e.g. `diffrax.TqdmProgressMeter()` for long runs.
+    - `progress_meter`: a diffrax progress meter, e.g. `diffrax.TqdmProgressMeter()`
+      for long runs. `None` means none, or tqdm's after
+      [`dynlearn.show_progress`][].
     - `check_stiffness`: after an adaptive explicit solve of gradient flow, compare the
       accepted steps with the solver's stability limit at the final sharpness and warn
       ([`dynlearn.StiffnessWarning`][]) if the tolerance was too loose for the result
-      to be gradient flow.
+      to be gradient flow. Runs only in eager calls.
+    - `args`: the data of the loss, passed as `loss_fn(params, args)`; new data of
+      the same shapes reuse the compiled program (a closure over the data would be a
+      new program).
+    - `adjoint`: how `jax.grad` differentiates through the solve, any
+      `diffrax.AbstractAdjoint` (default `diffrax.RecursiveCheckpointAdjoint()`).
+    - `resume`: a trajectory of an earlier solve of the same flow (or
+      [`dynlearn.Trajectory.load`][] of one): continue from its final time and state
+      to `t1`. `t0` is then the checkpoint's time; the result agrees with the
+      uninterrupted solve to the solver's tolerance.
+    - `throw`: raise on failure (eagerly: the errors below; under `jax.jit`: an
+      Equinox runtime error). With `throw=False` the solve returns with
+      `traj.result` (a [`dynlearn.RESULTS`][] item) set.
+
+    The solve is one compiled program per problem structure: calls with the same
+    `loss_fn` object and shapes reuse it (`stats["num_compilations"]`), and it works
+    under `jax.jit`, `jax.vmap` and `jax.grad` (with respect to the initial
+    parameters, `args` and float hyperparameters of the flow).
 
     **Returns:** a [`dynlearn.Trajectory`][] whose `stats` include the exact number of
     vector-field evaluations, gradient evaluations and Hessian-vector products.
@@ -165,8 +191,20 @@ def gradient_flow(
         traj.loss[-1], traj.stats["num_gradient_evals"]
         ```
     """
+    check_bool("throw", throw)
+    resume_state = None
+    if resume is not None:
+        resume_state = _flow_resume_state(resume)
+        t0 = float(resume_state.t)
+        if ts is None:
+            ts = np.linspace(t0, float(t1), num_saves)
     ts_np = check_times(t0, t1, ts, num_saves)
     check_integer("max_steps", max_steps)
+    if adjoint is not None and not isinstance(adjoint, dfx.AbstractAdjoint):
+        raise TypeError(
+            "adjoint must be a diffrax adjoint instance, e.g. "
+            f"diffrax.RecursiveCheckpointAdjoint(), got {adjoint!r}."
+        )
     rtol_given = rtol
     rtol, atol = check_tolerances(rtol, atol)
     if dt0 is not None:
@@ -184,6 +222,10 @@ def gradient_flow(
             "progress_meter must be a diffrax progress meter instance, e.g. "
             f"diffrax.TqdmProgressMeter() or diffrax.TextProgressMeter(), got "
             f"{progress_meter!r}."
+        )
+    if progress_meter is None:
+        progress_meter = (
+            dfx.TqdmProgressMeter() if progress_enabled(None) else dfx.NoProgressMeter()
         )
     check_bool("save_params", save_params)
     check_bool("check_stiffness", check_stiffness)
@@ -203,10 +245,19 @@ def gradient_flow(
         solver = resolve_solver(solver)
     dynamic, static = split_params(params)
     check_nonempty_leaves(dynamic)
+    checked_loss(loss_fn, params, *(() if args is None else (args,)))
+    loss = _Loss(loss_fn, args)
+    loss_fn = loss  # Φ(params), with the data as a traced argument
     # The solve runs in the state's dtype, times included (diffrax would otherwise
     # promote float32 parameters to float64 times when x64 is on).
     state_dtype = jnp.result_type(*jax.tree_util.tree_leaves(dynamic))
-    phi = checked_loss(loss_fn, params)
+    phi = _OnArrays(loss, static)
+    traced = _is_traced((dynamic, args))
+    if auto and traced:
+        raise ValueError(
+            'solver="auto" measures λ_max(θ0) eagerly and cannot run under jax.jit '
+            'or jax.vmap: name the solver (e.g. solver="tsit5").'
+        )
     if auto:
         horizon = float(t1) - float(t0)
         auto_rtol = DEFAULT_RTOL if rtol is None else rtol
@@ -267,9 +318,11 @@ def gradient_flow(
         # Data-dependent cost (Newton iterations of an implicit solver): count calls.
         controller = stepsize_controller
         counter = _CallCounter()
-    want_steps = check_stiffness and adaptive and isinstance(flow, GradientFlow)
+    want_steps = (
+        check_stiffness and adaptive and isinstance(flow, GradientFlow) and not traced
+    )
     problem = _Problem(
-        loss_fn=loss_fn,
+        loss_fn=loss,
         static=static,
         flow=floats_to_arrays(flow),
         solver=floats_to_arrays(solver),
@@ -281,24 +334,28 @@ def gradient_flow(
         count_in_solver=own_count,
         counter=counter,
         max_steps=max_steps,
-        progress_meter=dfx.NoProgressMeter()
-        if progress_meter is None
-        else progress_meter,
+        adjoint=dfx.RecursiveCheckpointAdjoint() if adjoint is None else adjoint,
+        progress_meter=progress_meter,
     )
     y0 = flow.init(dynamic)
+    if resume_state is not None:
+        y0 = restore_state(resume_state.y, y0, f"gradient_flow[{type(flow).__name__}]")
     f = lambda *a: float(a[0]) if a[0] is not None else None
     as_time = lambda x: jnp.asarray(x, dtype=state_dtype)
+    solve_args = (
+        problem,
+        y0,
+        as_time(f(t0)),
+        as_time(f(t1)),
+        None if dt0 is None else as_time(f(dt0)),
+        as_time(ts_np),
+        jnp.asarray(threshold),
+    )
+    before = _NUM_TRACES[0]
+    if traced:
+        return _traced_result(_solve(*solve_args), flow, static, problem, throw)
     try:
-        out, compile_time, run_time = timed(
-            _solve,
-            problem,
-            y0,
-            as_time(f(t0)),
-            as_time(f(t1)),
-            None if dt0 is None else as_time(f(dt0)),
-            as_time(ts_np),
-            jnp.asarray(threshold),
-        )
+        out, compile_time, run_time = timed(_solve, *solve_args)
     except (TypeError, ValueError) as e:
         # Raised while tracing/compiling, before any step is taken.
         if _no_forward_mode(e) and getattr(solver, "uses_hvp", False):
@@ -314,21 +371,21 @@ def gradient_flow(
         raise
     if counter is not None:
         jax.effects_barrier()
-    sol_ts, sol_ys, sol_stats, result, cstate, sstate = out
-
-    t_end = float(sol_ts[1][0])
-    saved_ts = np.asarray(sol_ts[0])
-    n_valid = int(np.sum(np.isfinite(saved_ts)))
-    p_saved, loss_saved, obs_saved = sol_ys[0]
-    cut = lambda x: jax.tree_util.tree_map(lambda a: a[:n_valid], x)
-    final_dyn = flow.params(sol_ys[1])
-    final_dyn = jax.tree_util.tree_map(lambda a: a[0], final_dyn)
+    host = jax.device_get(out.host)
+    t_end, n_valid, result = float(host["t_end"]), int(host["n_valid"]), host["code"]
+    p_saved, loss_saved, obs_saved = out.saved
+    if n_valid < len(ts_np):  # a stopped solve: its remaining saves are inf
+        p_saved, loss_saved, obs_saved = jax.tree_util.tree_map(
+            lambda a: a[:n_valid], (p_saved, loss_saved, obs_saved)
+        )
+    final_y, final_dyn = out.final_y, out.final_dyn
+    sstate, cstate = out.solver_state, out.controller_state
     own = solver.evaluation_counts(sstate) if own_count else {}
     if own_count:
         own.update(work_counts(sstate, cstate))
         n_vf = own.pop("num_vf_evals")
     else:
-        n_vf = int(cstate[1]) if counter is None else counter.count
+        n_vf = int(host["num_vf_evals"]) if counter is None else counter.count
     grads_per, hvps_per = flow.cost()
     # A Jacobian-vector product of the gradient-flow field is one HVP.
     n_jvp = own.pop("num_jvps", 0)
@@ -349,25 +406,28 @@ def gradient_flow(
         "t0": float(t0),
         "t1": float(t1),
         "t_final": t_end,
-        "num_steps": int(sol_stats["num_steps"]),
-        "num_accepted_steps": int(sol_stats["num_accepted_steps"]),
-        "num_rejected_steps": int(sol_stats["num_rejected_steps"]),
+        **{k: int(host[k]) for k in _STEP_COUNTS},
         "num_vf_evals": n_vf,
         "num_gradient_evals": n_vf * grads_per,
         "num_hvps": n_vf * hvps_per + (n_jvp if isinstance(flow, GradientFlow) else 0),
         **({"num_jvps": n_jvp, **own} if own_count else {}),
         "compile_time": compile_time,
         "run_time": run_time,
+        "num_compilations": _NUM_TRACES[0] - before,
         "stability_limit": stability_limit(solver),
     }
     traj = Trajectory(
-        ts=jnp.asarray(saved_ts[:n_valid]),
-        params=None if not save_params else eqx.combine(cut(p_saved), static),
-        loss=cut(loss_saved),
-        observables=cut(obs_saved),
+        ts=jnp.asarray(ts_np[:n_valid], state_dtype),
+        params=None if not save_params else eqx.combine(p_saved, static),
+        loss=loss_saved,
+        observables=obs_saved,
         final_params=eqx.combine(final_dyn, static),
         stats=stats,
+        state=FlowState(t=out.host["t_end"], y=final_y),
+        result=result_item(host["result"]),
     )
+    if not throw:
+        return traj
 
     result = int(result)
     fixed_step = isinstance(stepsize_controller, dfx.ConstantStepSize)
@@ -467,8 +527,119 @@ def gradient_flow(
         )
 
     if want_steps:
-        _stiffness_check(phi, final_dyn, sol_ys[2], t0, rtol, solver, stats)
+        _stiffness_check(phi, final_dyn, out.steps, t0, rtol, solver, stats)
     return traj
+
+
+class _Loss(eqx.Module):
+    """Φ(params): `loss_fn(params)`, or `loss_fn(params, args)` with the data `args`
+    traced, so that new data of the same shapes reuse the compiled solve."""
+
+    loss_fn: Callable = eqx.field(static=True)
+    args: Any
+
+    def __call__(self, params):
+        if self.args is None:
+            return self.loss_fn(params)
+        return self.loss_fn(params, self.args)
+
+
+class _OnArrays(eqx.Module):
+    """Φ as a function of the floating-point arrays alone (a Module, so that compiled
+    helpers such as the stiffness check are cached per loss function)."""
+
+    loss: _Loss
+    static: Any
+
+    def __call__(self, dyn):
+        return self.loss(eqx.combine(dyn, self.static))
+
+
+class FlowState(eqx.Module):
+    """The state of a flow at the end of a solve: the time and the ODE state (the
+    parameters, and the momenta of a second-order flow)."""
+
+    t: Any
+    y: Any
+
+
+def _flow_resume_state(resume: Any) -> Any:
+    state = resume.state if isinstance(resume, Trajectory) else resume
+    if state is not None:
+        check_state_kind(
+            state, FlowState, "gradient_flow", "Resume a gradient_flow trajectory."
+        )
+    if isinstance(state, SavedState):
+        leaves = state.leaves
+        if ".t" not in leaves:
+            raise ValueError("resume: this checkpoint was not written by a flow.")
+        y = SavedState({k[2:]: v for k, v in leaves.items() if k.startswith(".y")})
+        y = SavedState({(k or "()"): v for k, v in y.leaves.items()})
+        return FlowState(t=leaves[".t"], y=y)
+    if not isinstance(state, FlowState):
+        raise ValueError(
+            "resume: this trajectory does not end in a flow state (it was made by "
+            "a discrete optimiser, or cannot be resumed); resume a gradient_flow "
+            "trajectory."
+        )
+    return state
+
+
+def _flow_result(code: Any, final_dyn: Any, loss: Any) -> Any:
+    """The `RESULTS` code of a solve from diffrax's result code (traceable)."""
+    R, D = RESULTS, dfx.RESULTS
+    loss_ok = jnp.all(jnp.isfinite(loss))
+    return jnp.select(
+        [
+            code == D.successful._value,
+            code == D.event_occurred._value,
+            code == D.dt_min_reached._value,
+            code == D.max_steps_reached._value,
+        ],
+        [
+            jnp.where(loss_ok, R.successful._value, R.nonfinite_loss._value),
+            jnp.where(
+                tree_all_finite(final_dyn),
+                R.diverged._value,
+                R.nonfinite_params._value,
+            ),
+            R.dt_collapsed._value,
+            R.max_steps_reached._value,
+        ],
+        R.solver_failed._value,
+    ).astype(jnp.int32)
+
+
+def _traced_result(out, flow, static, problem, throw) -> Trajectory:
+    """The trajectory of a solve traced by `jax.jit`/`vmap`/`grad`: every array as
+    diffrax returns it (saves after an early stop are `inf`), the counts as arrays,
+    and the status in `result` (or an Equinox runtime error if `throw`)."""
+    p_saved, loss_saved, obs_saved = out.saved
+    final_y, final_dyn, code = out.final_y, out.final_dyn, out.host["result"]
+    if throw:
+        final_dyn = eqx.error_if(
+            final_dyn,
+            code != RESULTS.successful._value,
+            "gradient_flow: the solve failed (the flow diverged, the loss became "
+            "non-finite, the step size collapsed or max_steps was used up). Call "
+            "with throw=False and read trajectory.result to see which.",
+        )
+    counts = {k: out.host[k] for k in _STEP_COUNTS}
+    if problem.count_in_controller and not problem.count_in_solver:
+        grads_per, _ = flow.cost()
+        counts["num_vf_evals"] = out.host["num_vf_evals"]
+        counts["num_gradient_evals"] = out.host["num_vf_evals"] * grads_per
+    return Trajectory(
+        ts=out.ts,
+        params=eqx.combine(p_saved, static) if problem.save_params else None,
+        loss=loss_saved,
+        observables=obs_saved,
+        final_params=eqx.combine(final_dyn, static),
+        stats={"method": f"gradient_flow[{type(flow).__name__}]"},
+        state=FlowState(t=out.host["t_end"], y=final_y),
+        result=result_item(code),
+        counts=counts,
+    )
 
 
 class _CallCounter:
@@ -487,7 +658,7 @@ class _Problem(eqx.Module):
     that repeated solves of one problem (e.g. a sweep over tolerances or learning
     rates) reuse the compiled program."""
 
-    loss_fn: Callable = eqx.field(static=True)
+    loss_fn: _Loss
     static: Any
     flow: AbstractFlow
     solver: dfx.AbstractSolver
@@ -499,11 +670,16 @@ class _Problem(eqx.Module):
     count_in_solver: bool = eqx.field(static=True)
     counter: Any = eqx.field(static=True)
     max_steps: int = eqx.field(static=True)
+    adjoint: dfx.AbstractAdjoint
     progress_meter: dfx.AbstractProgressMeter
+
+
+_NUM_TRACES = [0]  # how many times `_solve` has been traced, i.e. compiled
 
 
 @eqx.filter_jit
 def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
+    _NUM_TRACES[0] += 1
     flow, static, counter = problem.flow, problem.static, problem.counter
 
     def phi(dyn):
@@ -561,14 +737,46 @@ def _solve(problem: _Problem, y0, t0, t1, dt0, ts, divergence_threshold):
         stepsize_controller=problem.controller,
         event=dfx.Event(strip(diverged)),
         max_steps=problem.max_steps,
+        adjoint=problem.adjoint,
         throw=False,
         progress_meter=problem.progress_meter,
     )
-    return (
-        sol.ts,
-        sol.ys,
-        sol.stats,
-        sol.result._value,
-        sol.controller_state,
-        sol.solver_state,
+    final_y = jax.tree_util.tree_map(lambda a: a[0], sol.ys[1])
+    final_dyn = flow.params(final_y)
+    code = sol.result._value
+    host = {  # the scalars the caller reads on the host, fetched in one transfer
+        "t_end": sol.ts[1][0],
+        "n_valid": jnp.sum(jnp.isfinite(sol.ts[0])),
+        "code": code,
+        "result": _flow_result(code, final_dyn, sol.ys[0][1]),
+        **{k: sol.stats[k] for k in _STEP_COUNTS},
+    }
+    if problem.count_in_controller and not problem.count_in_solver:
+        host["num_vf_evals"] = sol.controller_state[1]
+    return _SolveOut(
+        ts=sol.ts[0],
+        saved=sol.ys[0],
+        steps=sol.ys[2] if problem.want_steps else None,
+        final_y=final_y,
+        final_dyn=final_dyn,
+        host=host,
+        controller_state=sol.controller_state,
+        solver_state=sol.solver_state,
     )
+
+
+_STEP_COUNTS = ("num_steps", "num_accepted_steps", "num_rejected_steps")
+
+
+class _SolveOut(eqx.Module):
+    """What a compiled solve returns: the saves, the final state and the scalars
+    (time reached, status, step counts) that the eager caller reads."""
+
+    ts: Any
+    saved: Any
+    steps: Any
+    final_y: Any
+    final_dyn: Any
+    host: dict
+    controller_state: Any
+    solver_state: Any

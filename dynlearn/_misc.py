@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,25 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"`{name}` must be True or False, got {value!r}.")
     return bool(value)
+
+
+_PROGRESS = {"default": False}
+
+
+def show_progress(enabled: bool = True) -> None:
+    """Make every training loop show a progress meter by default (the meaning of
+    `progress=None`, the default of [`dynlearn.iterate`][], [`dynlearn.gradient_flow`][],
+    [`dynlearn.sgd_sde`][] and the modules' training functions). An explicit
+    `progress=True` or `False` in a call wins. `dynlearn run` switches it on when its
+    output is a terminal."""
+    _PROGRESS["default"] = check_bool("enabled", enabled)
+
+
+def progress_enabled(progress: Any) -> bool:
+    """`progress` as a bool: `None` means the default set by `show_progress`."""
+    if progress is None:
+        return _PROGRESS["default"]
+    return check_bool("progress", progress)
 
 
 class NonFiniteError(FloatingPointError):
@@ -175,18 +195,41 @@ def check_nonempty_leaves(dynamic: Any) -> None:
             )
 
 
-def checked_loss(loss_fn: Callable, params: Any) -> Callable[[Any], jax.Array]:
+_VALIDATED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(tree: Any) -> tuple:
+    leaves, treedef = jtu.tree_flatten(tree)
+    return treedef, tuple(
+        (np.shape(x), str(x.dtype)) if hasattr(x, "dtype") else ("static", x)
+        for x in leaves
+    )
+
+
+def checked_loss(
+    loss_fn: Callable, params: Any, *extra: Any
+) -> Callable[[Any], jax.Array]:
     """Validate `loss_fn` on `params` by abstract evaluation and return Φ(dynamic).
 
     The returned function maps the dynamic (floating-point) part of `params` to the
-    scalar loss. Raises a `TypeError` that names the problem if `loss_fn` does not
-    return a real scalar.
+    scalar loss `loss_fn(params, *extra)`. Raises a `TypeError` that names the
+    problem if `loss_fn` does not return a real scalar. A loss already validated on
+    arguments of the same structure, shapes and dtypes is not traced again (the
+    check would cost a trace of Φ on every call).
     """
     dynamic, static = eqx.partition(params, eqx.is_inexact_array)
 
     def phi(dyn):
-        return loss_fn(eqx.combine(dyn, static))
+        return loss_fn(eqx.combine(dyn, static), *extra)
 
+    try:
+        sig = _signature((params, extra))
+        hash(sig)
+        done = _VALIDATED.setdefault(loss_fn, set())
+    except TypeError:  # unhashable static fields, or a loss that takes no weakref
+        sig, done = None, set()
+    if sig is not None and sig in done:
+        return phi
     try:
         out = jax.eval_shape(phi, dynamic)
     except Exception as e:  # re-raise with context, keeping the original
@@ -205,6 +248,8 @@ def checked_loss(loss_fn: Callable, params: Any) -> Callable[[Any], jax.Array]:
         raise TypeError(
             f"loss_fn must return a real floating-point scalar, got dtype {out.dtype}."
         )
+    if sig is not None:
+        done.add(sig)
     return phi
 
 

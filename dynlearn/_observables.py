@@ -21,12 +21,25 @@ from jax.flatten_util import ravel_pytree
 from ._misc import tree_norm
 
 
+def _array_loss(loss_fn: Callable, params: Any) -> tuple[Callable, Any]:
+    """Φ as a function of the floating-point arrays of `params` alone, and those
+    arrays: everything else in the pytree (activation functions, integer fields, ...)
+    is held fixed, as `equinox.filter_grad` does."""
+    dynamic, static = eqx.partition(params, eqx.is_inexact_array)
+    return (lambda d: loss_fn(eqx.combine(d, static))), dynamic
+
+
 def hvp(loss_fn: Callable, params: Any, v: Any) -> Any:
     """Hessian-vector product $∇^2Φ(θ)\\,v$ by forward-over-reverse differentiation.
 
-    Costs about two gradient evaluations and never forms the Hessian.
+    Derivatives are taken with respect to the floating-point arrays of `params` (any
+    Equinox module works); `v` has the structure of `params` (its non-array leaves
+    are ignored) and so has the result, with `None` at the non-array leaves. Costs
+    about two gradient evaluations and never forms the Hessian.
     """
-    return jax.jvp(jax.grad(loss_fn), (params,), (v,))[1]
+    phi, dynamic = _array_loss(loss_fn, params)
+    v = eqx.filter(v, eqx.is_inexact_array)
+    return jax.jvp(jax.grad(phi), (dynamic,), (v,))[1]
 
 
 def top_hessian_eigenvalue(
@@ -51,7 +64,8 @@ def top_hessian_eigenvalue(
     deterministic). Reference: Cohen et al. 2021 (arXiv:2103.00065) use Lanczos for
     the same quantity.
     """
-    flat, unravel = ravel_pytree(params)
+    phi, dynamic = _array_loss(loss_fn, params)
+    flat, unravel = ravel_pytree(dynamic)
     n = flat.shape[0]
     k = int(min(num_iters, n))
     if k < 1:
@@ -59,7 +73,7 @@ def top_hessian_eigenvalue(
     key = jr.key(0) if key is None else key
     v0 = jr.normal(key, (n,), flat.dtype)
     v0 = v0 / jnp.linalg.norm(v0)
-    grad_flat = lambda x: ravel_pytree(jax.grad(loss_fn)(unravel(x)))[0]
+    grad_flat = lambda x: ravel_pytree(jax.grad(phi)(unravel(x)))[0]
 
     def matvec(v):
         return jax.jvp(grad_flat, (flat,), (v,))[1]
@@ -115,10 +129,10 @@ class Loss(AbstractObservable):
 
 
 class GradNorm(AbstractObservable):
-    """The gradient norm ‖∇Φ(θ)‖ (Euclidean, over all parameters)."""
+    """The gradient norm ‖∇Φ(θ)‖ (Euclidean, over all floating-point parameters)."""
 
     def __call__(self, loss_fn, params):
-        return tree_norm(jax.grad(loss_fn)(params))
+        return tree_norm(eqx.filter_grad(loss_fn)(params))
 
 
 class Sharpness(AbstractObservable):

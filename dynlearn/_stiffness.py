@@ -7,6 +7,7 @@ import math
 import warnings
 
 import diffrax as dfx
+import equinox as eqx
 import numpy as np
 
 from ._flows import GradientFlow
@@ -26,11 +27,17 @@ def _no_forward_mode(e: Exception) -> bool:
     return "forward-mode" in str(e) or "support JVP" in str(e)
 
 
+@eqx.filter_jit
+def _lambda_max(phi, dyn, num_iters):
+    # compiled once per loss function (pass Φ as an equinox Module, not a closure)
+    return top_hessian_eigenvalue(phi, dyn, num_iters=num_iters)
+
+
 def _sharpness_or_nan(phi, dyn, num_iters: int) -> float:
     """λ_max of the Hessian by HVP power iteration, or NaN when the loss has no HVP
     (e.g. a gradient computed by a host callback)."""
     try:
-        return float(top_hessian_eigenvalue(phi, dyn, num_iters=num_iters))
+        return float(_lambda_max(phi, dyn, num_iters))
     except (TypeError, ValueError) as e:
         if not _no_forward_mode(e):
             raise

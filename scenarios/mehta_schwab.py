@@ -218,15 +218,18 @@ def run(config: dict, out: Path) -> dict:
             flush=True,
         )
         t0 = time.perf_counter()
-        rbms = rg.train_dbn(
-            k_train,
+        trajs = rg.train_dbn(
             data[n_test * per_chain :],
             sizes,
+            key=k_train,
             steps=list(config["steps"]),
             batch_size=config["batch_size"],
-            optimizer=optax.sgd(config["learning_rate"], momentum=config["momentum"]),
-            l1=config["l1"],
+            rule=rg.ContrastiveDivergence(
+                optax.sgd(config["learning_rate"], momentum=config["momentum"]),
+                l1=config["l1"],
+            ),
         )
+        rbms = [t.final_params for t in trajs]
         jax.block_until_ready(rbms)
         t_train = time.perf_counter() - t0
         hidden = rg.coarse_grain(rbms, k_coarse, data.reshape(chains, per_chain, L * L))
@@ -465,6 +468,9 @@ def run(config: dict, out: Path) -> dict:
             np.asarray(rg.lattice_observables(configs).magnetization) ** 2
         ),
         "training_s": t_train,
+        # mean negative pseudo-log-likelihood of each layer's training input, in
+        # nats per configuration, before and after training (dynlearn.rg.pseudo_nll)
+        "pseudo_nll_per_layer": [[float(t.loss[0]), float(t.loss[-1])] for t in trajs],
         "energy_layer0": [e0.mean, e0.error],
         "energy_exact_kaufman": e_exact,
         "energy_layer0_z": (e0.mean - e_exact) / e0.error,

@@ -223,18 +223,17 @@ def run(config: dict, out: Path) -> dict:
             rbm = rg.RBM.random(k_init, n_v, n_h, 0.01)
             rbm = jax.tree.map(lambda a: a.astype(jnp.float32), rbm)
             t0 = time.perf_counter()
-            rbm, _ = rg.train_rbm(
+            rbm = rg.train_rbm(
                 rbm,
                 data,
-                k_fit,
+                key=k_fit,
                 steps=config["steps"],
                 batch_size=config["batch_size"],
-                optimizer=optax.sgd(
-                    config["learning_rate"], momentum=config["momentum"]
+                rule=rg.ContrastiveDivergence(
+                    optax.sgd(config["learning_rate"], momentum=config["momentum"]),
+                    l2=config["l2"],
                 ),
-                l2=config["l2"],
-                monitor_every=config["steps"],
-            )
+            ).final_params
             jax.block_until_ready(rbm)
             t_train[label] = time.perf_counter() - t0
             rbms[label] = rbm
@@ -270,14 +269,14 @@ def run(config: dict, out: Path) -> dict:
         tc = config["thermometer"]
         t0 = time.perf_counter()
         classifier = rg.train_thermometer(
-            k_thermo,
             train.reshape(-1, n_v),
             np.repeat(temps, train.shape[1]),
+            key=k_thermo,
             width=tc["width"],
             steps=tc["steps"],
             batch_size=tc["batch_size"],
             optimizer=optax.adamw(tc["lr"], weight_decay=tc["weight_decay"]),
-        )
+        ).final_params
         p_held = np.asarray(classifier.probabilities(held))  # (n_T, n_held, n_T)
         T_cls_held = p_held @ temps
         t_classifier = time.perf_counter() - t0

@@ -126,7 +126,7 @@ def run(config: dict, out: Path) -> dict:
         make = specs[name]
         label = f"{name}, α = {alpha:g}"
         m = _classifier(make(), d, kc)
-        m, hist = rn.train_classifier(
+        hist = rn.train_classifier(
             m,
             Xtr,
             ytr,
@@ -134,6 +134,7 @@ def run(config: dict, out: Path) -> dict:
             optimizer=opt,
             smoothness_weight=alpha,
         )
+        m = hist.final_params
         models[label], histories[label] = m, hist
         refined = [
             float(
@@ -168,9 +169,8 @@ def run(config: dict, out: Path) -> dict:
         d,
         kc,
     )
-    node, hist = rn.train_classifier(
-        node, Xtr, ytr, steps=config["steps"], optimizer=opt
-    )
+    hist = rn.train_classifier(node, Xtr, ytr, steps=config["steps"], optimizer=opt)
+    node = hist.final_params
     models[node_label], histories[node_label] = node, hist
     metrics[node_label] = {
         "train_accuracy": float(rn.accuracy(node, Xtr, ytr)),
@@ -228,7 +228,9 @@ def run(config: dict, out: Path) -> dict:
 
     ax = axes[1, 1]
     for i, (label, hist) in enumerate(histories.items()):
-        ax.semilogy(np.asarray(hist["loss"]), color=colors[label], label=label)
+        ax.semilogy(
+            np.asarray(hist.ts), np.asarray(hist.loss), color=colors[label], label=label
+        )
     ax.set(
         xlabel="Adam step",
         ylabel="training loss (incl. penalty)",

@@ -334,24 +334,40 @@ _SPINS = jnp.ones((8, 4))
 
 
 def _train(**kw):
-    args = dict(steps=10, batch_size=4, monitor_every=10)
+    args = dict(steps=10, batch_size=4)
     args.update(kw)
-    return lambda: dl.rg.train_rbm(_rbm(), _SPINS, _key(), **args)
+    return lambda: dl.rg.train_rbm(_rbm(), _SPINS, key=_key(), **args)
+
+
+def _cd(**kw):
+    return lambda: dl.rg.train_rbm(
+        _rbm(),
+        _SPINS,
+        key=_key(),
+        steps=10,
+        batch_size=4,
+        rule=dl.rg.ContrastiveDivergence(**kw),
+    )
 
 
 PHYSICS_CASES = [
     ("rbm-batch-size-0", _train(batch_size=0), ValueError, "batch_size"),
-    ("rbm-num-chains-0", _train(method="pcd", num_chains=0), ValueError, "num_chains"),
-    ("rbm-k-0", _train(k=0), ValueError, "k must be a positive integer"),
-    ("rbm-k-negative", _train(k=-1), ValueError, "Gibbs steps"),
-    ("rbm-l2-negative", _train(l2=-0.1), ValueError, "l2 must be finite and >= 0"),
-    ("rbm-l1-nan", _train(l1=float("nan")), ValueError, "l1 must be finite"),
+    (
+        "rbm-num-chains-0",
+        lambda: dl.rg.PersistentContrastiveDivergence.from_data(_key(), _SPINS, 0),
+        ValueError,
+        "num_chains",
+    ),
+    ("rbm-k-0", _cd(k=0), ValueError, "k must be a positive integer"),
+    ("rbm-k-negative", _cd(k=-1), ValueError, "Gibbs steps"),
+    ("rbm-l2-negative", _cd(l2=-0.1), ValueError, "l2 must be finite and >= 0"),
+    ("rbm-l1-nan", _cd(l1=float("nan")), ValueError, "l1 must be finite"),
     ("rbm-steps-0", _train(steps=0), ValueError, "steps must be a positive"),
-    ("rbm-method", _train(method="gibbs"), ValueError, "method must be"),
+    ("rbm-rule", _train(rule="gibbs"), TypeError, "rule must be a training rule"),
     (
         "rbm-bit-data",
         lambda: dl.rg.train_rbm(
-            _rbm(), jnp.zeros((8, 4)), _key(), steps=10, batch_size=4, monitor_every=10
+            _rbm(), jnp.zeros((8, 4)), key=_key(), steps=10, batch_size=4
         ),
         ValueError,
         "±1 spins",
@@ -359,28 +375,43 @@ PHYSICS_CASES = [
     (
         "rbm-empty-data",
         lambda: dl.rg.train_rbm(
-            _rbm(), jnp.ones((0, 4)), _key(), steps=10, batch_size=4, monitor_every=10
+            _rbm(), jnp.ones((0, 4)), key=_key(), steps=10, batch_size=4
         ),
         ValueError,
         "data is empty",
     ),
     (
         "dbn-batch-size-0",
-        lambda: dl.rg.train_dbn(_key(), _SPINS, [2], steps=10, batch_size=0),
+        lambda: dl.rg.train_dbn(_SPINS, [2], key=_key(), steps=10, batch_size=0),
         ValueError,
         "batch_size",
     ),
     (
         "dbn-fractional-width",
-        lambda: dl.rg.train_dbn(_key(), _SPINS, [2.5], steps=10, batch_size=4),
+        lambda: dl.rg.train_dbn(_SPINS, [2.5], key=_key(), steps=10, batch_size=4),
         ValueError,
         "hidden_sizes must be positive integers",
     ),
     (
         "dbn-negative-l1",
-        lambda: dl.rg.train_dbn(_key(), _SPINS, [2], steps=10, batch_size=4, l1=-1.0),
+        lambda: dl.rg.train_dbn(
+            _SPINS,
+            [2],
+            key=_key(),
+            steps=10,
+            batch_size=4,
+            rule=dl.rg.ContrastiveDivergence(l1=-1.0),
+        ),
         ValueError,
-        "l1 and l2 must be finite",
+        "l1 must be finite and >= 0",
+    ),
+    (
+        "dbn-rule",
+        lambda: dl.rg.train_dbn(
+            _SPINS, [2], key=_key(), steps=10, batch_size=4, rule="pcd"
+        ),
+        TypeError,
+        "rule must be a training rule",
     ),
     (
         "ising-metropolis-odd-L",
@@ -440,9 +471,9 @@ PHYSICS_CASES = [
     (
         "thermometer-learning-rate",
         lambda: dl.rg.train_thermometer(
-            _key(),
             jnp.ones((4, 2, 2)),
             jnp.array([1.0, 1.0, 2.0, 2.0]),
+            key=_key(),
             learning_rate=0.0,
         ),
         ValueError,
@@ -450,7 +481,7 @@ PHYSICS_CASES = [
     ),
     (
         "thermometer-one-temperature",
-        lambda: dl.rg.train_thermometer(_key(), jnp.ones((4, 2, 2)), jnp.ones(4)),
+        lambda: dl.rg.train_thermometer(jnp.ones((4, 2, 2)), jnp.ones(4), key=_key()),
         ValueError,
         "distinct temperatures",
     ),

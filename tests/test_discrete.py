@@ -221,17 +221,63 @@ def test_bad_step_counts(steps):
 
 @pytest.mark.parametrize("save_every", [1, 64])
 def test_gd_divergence_names_the_exact_first_bad_step(save_every):
-    # Φ = 3θ²/2 at lr = 1 > 2/λ = 2/3: θ_k = (−2)^k exactly, and the gradient 3θ_k
-    # overflows float64 first at k = 1023, so θ_1024 is the first non-finite iterate,
+    # Φ = 3θ²/2 at lr = 1 > 2/λ = 2/3: θ_k = (−2)^k exactly. |θ_k| = 2^k first exceeds
+    # the default divergence_threshold 1e8 at k = 27 (2^26 = 6.7e7, 2^27 = 1.3e8),
     # however sparse the saves.
-    with pytest.raises(dl.NonFiniteError) as info:
+    with pytest.raises(dl.DivergenceError) as info:
         dl.gradient_descent(
             lambda p: 1.5 * p**2, jnp.ones(()), 1.0, 2048, save_every=save_every
         )
-    msg = str(info.value)
-    assert "non-finite (NaN/inf) at step 1024 (t = 1024)" in msg, msg
-    assert "last finite iterate is step 1023 (t = 1023)" in msg, msg
-    assert np.all(np.isfinite(np.asarray(info.value.trajectory.params)))
+    err = info.value
+    assert (err.step, err.t) == (27, 27.0)
+    assert err.result == dl.RESULTS.diverged
+    msg = str(err)
+    assert "exceeded divergence_threshold=1e+08 in magnitude at step 27" in msg, msg
+    assert "last finite iterate is step 26 (t = 26)" in msg, msg
+    saved = np.asarray(err.trajectory.params)
+    assert np.all(np.abs(saved) <= 2.0**26) and saved[-1] == (-2.0) ** (
+        26 // save_every * save_every
+    )
+
+
+@pytest.mark.parametrize("save_every", [1, 64])
+def test_gd_overflow_stops_at_the_first_non_finite_loss(save_every):
+    # With the threshold off, Φ_k = 1.5·4^k overflows float64 first at k = 512
+    # (1.5·2^1022 is finite, 1.5·2^1024 is not), while θ_512 = 2^512 is finite.
+    with pytest.raises(dl.DivergenceError) as info:
+        dl.gradient_descent(
+            lambda p: 1.5 * p**2,
+            jnp.ones(()),
+            1.0,
+            2048,
+            save_every=save_every,
+            divergence_threshold=float("inf"),
+        )
+    err = info.value
+    assert (err.step, err.result) == (512, dl.RESULTS.nonfinite_loss)
+    assert "loss became non-finite (NaN/inf) at step 512 (t = 512)" in str(err)
+    assert np.all(np.isfinite(np.asarray(err.trajectory.params)))
+
+
+def test_gd_far_beyond_the_stability_limit_raises_at_the_first_bad_step():
+    # Φ = λθ²/2, lr = 10·2/λ: θ_k = (1 − 20)^k = (−19)^k, which first exceeds 1e8 in
+    # magnitude at k = 7 (19^6 = 4.7e7, 19^7 = 8.9e8).
+    lam = 4.0
+    with pytest.raises(dl.DivergenceError) as info:
+        dl.gradient_descent(lambda p: 0.5 * lam * p**2, jnp.ones(()), 20 / lam, 100)
+    assert (info.value.step, info.value.t) == (7, 35.0)
+    np.testing.assert_array_equal(
+        np.asarray(info.value.trajectory.params), (-19.0) ** np.arange(7)
+    )
+
+
+def test_gd_throw_false_returns_the_status():
+    traj = dl.gradient_descent(
+        lambda p: 0.5 * 4.0 * p**2, jnp.ones(()), 5.0, 100, throw=False
+    )
+    assert traj.result == dl.RESULTS.diverged
+    assert traj.stats["num_gradient_evals"] == 7
+    assert len(traj) == 7
 
 
 def test_gd_nan_loss_is_reported_from_step_zero():

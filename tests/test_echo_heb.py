@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import dynlearn as dl
 from dynlearn import echo
 
 
@@ -110,11 +111,59 @@ def test_kerr_lattice_learns_xor_like_sgd():
     np.testing.assert_allclose(heb.loss[:4], sgd.loss, rtol=0.1)  # measured ≤ 4.6%
 
 
+def test_heb_and_sgd_runs_see_the_same_samples():
+    """echo.train with either method equals the step functions applied by hand to
+    the minibatches dl.minibatch_indices(key, k) of the engine (one sequence for
+    both methods), at every save: parameters, full-data loss and outputs."""
+    mac = echo.DuffingNetwork(2, 1, 4, t1=1.0, num_steps=20, key=jax.random.key(2))
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(5, 2)))
+    ys = jnp.asarray(0.3 * rng.normal(size=(5, 1)))
+    th0 = 0.5 * jnp.asarray(rng.normal(size=4))
+    key, eta, m, steps, b = jax.random.key(7), 1e-4, 2e-4, 6, 2
+    lr = echo.learning_rate(mac, eta, m)
+    idx = [np.asarray(dl.minibatch_indices(key, k, 5, b, True)) for k in range(steps)]
+    assert len({tuple(i) for i in idx}) > 1  # the batches differ between steps
+    steppers = {
+        "heb": jax.jit(lambda th, x, y: echo.heb_step(mac, th, x, y, eta=eta, m=m)),
+        "sgd": jax.jit(lambda th, x, y: echo.sgd_step(mac, th, x, y, lr=lr)),
+    }
+    predict = jax.vmap(mac.predict, in_axes=(0, None))
+    # HEB's decay step divides the learning field's momentum, whose round-off is
+    # ε·|p|, by m = 2e-4, so the same arithmetic compiled differently (one scan here,
+    # one step at a time by hand) differs by ~1e-12 (measured 2e-12 after six steps; SGD:
+    # 0); a different sample would move θ by lr·|∇L| ~ 1e-2
+    tol = {"heb": dict(rtol=0, atol=1e-10), "sgd": dict(rtol=1e-12, atol=0)}
+    for method, step in steppers.items():
+        traj = echo.train(
+            mac, th0, xs, ys, steps=steps, eta=eta, m=m, key=key, method=method,
+            batch_size=b, save_every=2,
+        )  # fmt: skip
+        np.testing.assert_allclose(traj.ts, 2 * lr * np.arange(0, 7, 2), rtol=1e-14)
+        th = th0
+        for k in range(steps + 1):
+            if k % 2 == 0:
+                np.testing.assert_allclose(traj.params[k // 2], th, **tol[method])
+                saved = traj.params[k // 2]  # Φ and the outputs at the saved θ
+                loss = echo.batch_loss(mac, saved, xs, ys)
+                np.testing.assert_allclose(traj.loss[k // 2], loss, rtol=1e-12)
+                out = traj.observables["outputs"][k // 2]
+                np.testing.assert_allclose(out, predict(xs, saved), rtol=1e-12)
+            if k < steps:
+                th = step(th, xs[idx[k]], ys[idx[k]])
+        assert float(jnp.linalg.norm(th - th0)) > 1e-3  # the runs moved θ
+        np.testing.assert_allclose(traj.final_params, th, **tol[method])
+
+
 def test_bad_training_arguments():
     mac, theta = duffing()
     x, y = jnp.zeros((2, 2)), jnp.zeros((2, 1))
     with pytest.raises(ValueError, match="Unknown HEB variant"):
         echo.heb_step(mac, theta, x, y, eta=1e-3, m=1.0, variant="central")
+    with pytest.raises(ValueError, match="Unknown HEB variant"):
+        echo.HEBStepper(mac, 1e-3, 1.0, variant="central")
+    with pytest.raises(ValueError, match="Unknown HEB variant"):
+        echo.EchoSGDStepper(1e-3, variant="central")
     with pytest.raises(ValueError, match="Unknown method"):
         echo.train(
             mac,

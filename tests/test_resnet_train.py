@@ -31,14 +31,16 @@ def test_train_resnet_classifier_on_moons():
     )
     acc0 = float(rn.accuracy(model, Xte, yte))
     smooth0 = float(rn.smoothness(model))
-    model, hist = rn.train_classifier(
+    traj = rn.train_classifier(
         model, Xtr, ytr, steps=150, optimizer=optax.adam(3e-2), smoothness_weight=0.1
     )
+    model = traj.final_params
     # The weight-smoothness regulariser is active: Σ‖θ_{j+1}-θ_j‖²/Δ fell
     # (measured by a factor ~10).
     assert float(rn.smoothness(model)) < 0.5 * smooth0
-    assert hist["loss"].shape == (150,) and hist["loss"][-1] < 0.2 * hist["loss"][0]
-    assert float(hist["train_accuracy"][-1]) >= 0.97
+    assert traj.loss.shape == (151,) and traj.loss[-1] < 0.2 * traj.loss[0]
+    np.testing.assert_array_equal(traj.ts, np.arange(151))
+    assert float(traj.observables["train_accuracy"][-1]) >= 0.97
     assert float(rn.accuracy(model, Xte, yte)) >= 0.95 > acc0
     # LM-ResNet's learnable k_n moved and stayed inside the zero-stable range.
     k = model.body.scheme.k
@@ -46,6 +48,84 @@ def test_train_resnet_classifier_on_moons():
     # Depth refinement keeps θ(t): at 2N the logits move by O(h) only.
     fine = eqx.tree_at(lambda m: m.body, model, model.body.refine(2))
     assert fine.body.depth == 2 * N and fine.body.scheme.k.shape == (2 * N,)
+
+
+def _small_problem():
+    X, y = rn.moons(jr.key(0), 40, noise=0.1)
+    field = rn.ResidualField.init(
+        lambda k: dl.MLP(3, 3, 4, 0, final_activation="tanh", key=k),
+        3,
+        key=jr.key(1),
+    )
+    return rn.Classifier(2, 3, 2, rn.ResNet(field, "euler", 3), key=jr.key(2)), X, y
+
+
+def test_train_classifier_records_the_objective_and_accuracy():
+    """The recorded loss is the full objective CE + α·smoothness and the accuracy
+    that of the saved model, both recomputed here from their definitions; the run
+    equals a hand-written optax loop (same Adam arithmetic, 1e-13)."""
+    model, X, y = _small_problem()
+    opt, alpha = optax.adam(1e-2), 0.3
+    traj = rn.train_classifier(
+        model, X, y, steps=20, optimizer=opt, smoothness_weight=alpha, save_every=5
+    )
+    assert traj.loss.shape == (5,) and traj.stats["steps"] == 20
+
+    def objective(m):
+        logits = jax.vmap(m)(X)
+        logp = jax.nn.log_softmax(logits)
+        ce = -jnp.mean(logp[jnp.arange(len(y)), y])
+        return ce + alpha * rn.smoothness(m)
+
+    p, static = eqx.partition(model, eqx.is_inexact_array)
+    state = opt.init(p)
+
+    @jax.jit
+    def adam_step(p, state):
+        g = jax.grad(lambda q: objective(eqx.combine(q, static)))(p)
+        upd, state = opt.update(g, state, p)
+        return optax.apply_updates(p, upd), state
+
+    for k in range(21):
+        m = eqx.combine(p, static)
+        if k % 5 == 0:
+            np.testing.assert_allclose(traj.loss[k // 5], objective(m), rtol=1e-13)
+            logits = np.asarray(jax.vmap(m)(X))
+            acc = np.mean(np.argmax(logits, -1) == np.asarray(y))
+            assert float(traj.observables["train_accuracy"][k // 5]) == float(acc)
+        if k == 20:
+            break
+        p, state = adam_step(p, state)
+    final = eqx.filter(traj.final_params, eqx.is_inexact_array)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(p), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_train_classifier_new_data_reuse_the_program_and_resume(tmp_path):
+    model, X, y = _small_problem()
+    opt = optax.adam(1e-2)
+    straight = rn.train_classifier(model, X, y, steps=12, optimizer=opt)
+    # new data of the same shapes, and a new α: no recompilation
+    X2, y2 = rn.moons(jr.key(5), 40, noise=0.1)
+    other = rn.train_classifier(
+        model, X2, y2, steps=12, optimizer=opt, smoothness_weight=0.5
+    )
+    assert other.stats["num_compilations"] == 0
+    assert not np.allclose(other.loss, straight.loss)
+    # 5 steps, written and read back, resumed to 12: bit for bit the straight run
+    path = rn.train_classifier(model, X, y, steps=5, optimizer=opt).save(
+        tmp_path / "classifier_5.npz"
+    )
+    more = rn.train_classifier(
+        model, X, y, steps=12, optimizer=opt, resume=dl.Trajectory.load(path, model)
+    )
+    for a, b in zip(
+        jax.tree.leaves(eqx.filter(more.final_params, eqx.is_array)),
+        jax.tree.leaves(eqx.filter(straight.final_params, eqx.is_array)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(more.loss, straight.loss[5:])
 
 
 def test_smoothness_penalty_matches_definition():

@@ -222,23 +222,21 @@ def test_exact_gradient_is_cd_infinity():
     for e, c, x in zip(jax.tree.leaves(exact), jax.tree.leaves(cd_inf), brute):
         np.testing.assert_allclose(e, x, rtol=0, atol=1e-10)
         np.testing.assert_allclose(c, x, rtol=0, atol=1e-10)
-    # train_rbm(method="exact") takes exactly these SGD steps (data: one state, so
-    # every batch is the same)
+    # train_rbm(rule=ExactGradient) takes exactly these SGD steps (data: one state,
+    # so every batch is the same)
     v0 = data[2]
     g = _brute_nll_gradient(
         *(np.asarray(x) for x in (r.weight, r.visible_bias, r.hidden_bias)),
         np.asarray(v0)[None],
     )
-    r1, _ = rg.train_rbm(
+    r1 = rg.train_rbm(
         r,
         jnp.tile(v0, (10, 1)),
-        jax.random.key(0),
+        key=jax.random.key(0),
         steps=1,
         batch_size=4,
-        method="exact",
-        optimizer=optax.sgd(0.1),
-        monitor_every=1,
-    )
+        rule=rg.ExactGradient(optax.sgd(0.1)),
+    ).final_params
     assert r1.units == "bernoulli"
     for new, old, gx in zip(jax.tree.leaves(r1), jax.tree.leaves(r), g):
         np.testing.assert_allclose(new, old - 0.1 * gx, rtol=0, atol=1e-12)
@@ -258,24 +256,31 @@ def teacher_data():
 def test_cd_and_pcd_reach_the_teachers_held_out_likelihood(teacher_data, method):
     """CD-1 and PCD on 3000 samples of an 8 × 4 Bernoulli teacher RBM: the held-out NLL
     (exact, by enumeration) comes within 0.05 nats of the teacher's own held-out NLL,
-    from 2.68 nats above it (measured after 600 Adam steps: 0.010 nats above for both
-    CD-1 and PCD)."""
+    from 2.68 nats above it (measured after 600 Adam steps: 0.011 nats above for CD-1,
+    0.012 for PCD)."""
     train, held, exact_held = teacher_data
     W0 = 0.1 * np.random.default_rng(1).standard_normal((8, 4))
     r0 = rg.RBM(jnp.asarray(W0), jnp.zeros(8), jnp.zeros(4), "bernoulli")
     held_idx = np.asarray(held).astype(int) @ (2 ** np.arange(7, -1, -1))  # _bits row
     nll0 = -np.mean(_np_log_p(W0, np.zeros(8), np.zeros(4))[held_idx])
-    r, hist = rg.train_rbm(
+    opt = optax.adam(1e-2)
+    rule = (
+        rg.ContrastiveDivergence(opt)
+        if method == "cd"
+        else rg.PersistentContrastiveDivergence.from_data(
+            jax.random.key(3), train, 100, optimizer=opt
+        )
+    )
+    traj = rg.train_rbm(
         r0,
         train,
-        jax.random.key(2),
+        key=jax.random.key(2),
         steps=600,
         batch_size=100,
-        method=method,
-        optimizer=optax.adam(1e-2),
-        monitor=lambda rr: rg.exact_nll(rr, held),
-        monitor_every=600,
+        rule=rule,
+        observables={"held_out_nll": lambda rr: rg.exact_nll(rr, held)},
     )
+    r, hist = traj.final_params, traj.observables["held_out_nll"]
     assert r.units == "bernoulli"
     assert nll0 - exact_held > 2.0
     assert float(hist[-1]) - exact_held < 0.05, (float(hist[-1]), exact_held)
@@ -314,6 +319,6 @@ def test_bad_units_and_data():
     bern = rg.RBM(jnp.ones((4, 2)), jnp.zeros(4), jnp.zeros(2), "bernoulli")
     ones = jnp.ones((5, 4))
     with pytest.raises(ValueError, match=r"must be ±1 spins.*2 \* x - 1"):
-        rg.train_rbm(spin, ones.at[0, 0].set(0), key, steps=100, batch_size=2)
+        rg.train_rbm(spin, ones.at[0, 0].set(0), key=key, steps=100, batch_size=2)
     with pytest.raises(ValueError, match=r"must be 0/1 bits.*\(s \+ 1\) / 2"):
-        rg.train_rbm(bern, -ones, key, steps=100, batch_size=2)
+        rg.train_rbm(bern, -ones, key=key, steps=100, batch_size=2)

@@ -158,8 +158,8 @@ def test_classifier_thermometer_reads_two_temperatures(ising_8x8):
     x, t, x_test, t_test = _split(ising_8x8, temps)
     with jax.enable_x64(False):
         th = rg.train_thermometer(
-            jax.random.key(5), x, t, width=32, steps=500, learning_rate=3e-3
-        )
+            x, t, key=jax.random.key(5), width=32, steps=500, learning_rate=3e-3
+        ).final_params
         p = np.asarray(th.probabilities(x_test))
         T_read = np.asarray(th(x_test))
         T_flip = np.asarray(th(-x_test))
@@ -187,8 +187,8 @@ def test_classifier_thermometer_is_monotone_in_temperature(ising_8x8):
     x, t, x_test, t_test = _split(ising_8x8, _T_CLASSES)
     with jax.enable_x64(False):
         th = rg.train_thermometer(
-            jax.random.key(6), x, t, width=32, steps=500, learning_rate=3e-3
-        )
+            x, t, key=jax.random.key(6), width=32, steps=500, learning_rate=3e-3
+        ).final_params
         T_read = np.asarray(th(x_test))
     means = [T_read[t_test == T].mean() for T in _T_CLASSES]
     assert np.all(np.diff(means) > 0), means
@@ -201,14 +201,14 @@ def test_train_thermometer_rejects_bad_input():
     key = jax.random.key(0)
     s = np.ones((4, 4, 4))
     with pytest.raises(ValueError, match="one entry per configuration"):
-        rg.train_thermometer(key, s, [1.0, 2.0, 1.0])
+        rg.train_thermometer(s, [1.0, 2.0, 1.0], key=key)
     with pytest.raises(ValueError, match=">= 2 distinct"):
-        rg.train_thermometer(key, s, [2.0] * 4)
+        rg.train_thermometer(s, [2.0] * 4, key=key)
     with pytest.raises(ValueError, match="±1"):
-        rg.train_thermometer(key, np.zeros((4, 16)), [1.0, 2.0, 1.0, 2.0])
+        rg.train_thermometer(np.zeros((4, 16)), [1.0, 2.0, 1.0, 2.0], key=key)
     with pytest.raises(ValueError, match=r"\(N, L, L\)"):
-        rg.train_thermometer(key, np.ones((4, 2, 8)), [1.0, 2.0, 1.0, 2.0])
+        rg.train_thermometer(np.ones((4, 2, 8)), [1.0, 2.0, 1.0, 2.0], key=key)
     with pytest.raises(ValueError, match="positive"):
-        rg.train_thermometer(key, s, [1.0, -2.0, 1.0, 2.0])
+        rg.train_thermometer(s, [1.0, -2.0, 1.0, 2.0], key=key)
     with pytest.raises(ValueError, match="steps"):
-        rg.train_thermometer(key, s, [1.0, 2.0, 1.0, 2.0], steps=0)
+        rg.train_thermometer(s, [1.0, 2.0, 1.0, 2.0], steps=0, key=key)

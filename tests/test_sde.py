@@ -14,6 +14,7 @@ both → lr·Σ/(2Bλ) as the steps shrink (Li, Tai & E 2017).
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import dynlearn as dl
 
@@ -120,3 +121,27 @@ def test_full_batch_without_replacement_has_no_noise_even_for_one_example():
     final = np.asarray(traj.final_params)
     assert final[0] == final[1]
     np.testing.assert_allclose(final[0], 0.5 + 1.5 * np.exp(-1.0), rtol=2e-2)
+
+
+def test_divergence_stops_at_the_first_bad_step_and_keeps_the_good_saves():
+    """Identical examples make the gradient noise vanish, so Euler–Maruyama is the
+    recursion θ ← (1 − λ dt) θ: at λ dt = 2.4 it first exceeds 10⁸ at step k, known
+    exactly. The partial trajectory ends at step k − 1, the last good iterate."""
+    lam, dt = 4.0, 0.6
+    k, th = 0, 1.0
+    while abs(th) <= 1e8:
+        th, k = th * (1 - lam * dt), k + 1
+    loss = lambda theta, xb: 0.5 * lam * jnp.mean((theta - xb) ** 2)  # noqa: E731
+    with pytest.raises(dl.DivergenceError, match="divergence_threshold") as info:
+        dl.sgd_sde(
+            loss, jnp.ones(()), jnp.zeros(4), 0.1, 60.0, batch_size=2,
+            key=jax.random.key(0), dt=dt, num_saves=201,
+        )  # fmt: skip
+    e = info.value
+    assert k == 55 and e.step == k
+    np.testing.assert_allclose(e.t, k * dt, rtol=1e-12)
+    part = e.trajectory  # saves every 0.3, up to the last good step
+    np.testing.assert_allclose(part.ts[-1], (k - 1) * dt, rtol=1e-12)
+    assert np.all(np.isfinite(np.asarray(part.loss)))
+    assert float(jnp.max(jnp.abs(part.params))) <= 1e8
+    np.testing.assert_allclose(part.params[-1], (1 - lam * dt) ** (k - 1), rtol=1e-12)

@@ -120,3 +120,75 @@ def test_bad_input():
         width.quadratic_equilibrium(A, 1.0, dt=0.6)
     with pytest.raises(ValueError, match="positive definite"):
         width.quadratic_equilibrium(-A, 1.0)
+
+
+def test_unstable_step_raises_at_the_first_bad_time():
+    """Φ = λθ²/2 with dt = 0.6 > 2/λ (λ = 4): Euler–Maruyama multiplies θ by
+    1 − λdt = −1.4 per step, so |θ_k| = |θ_0|·1.4^k first exceeds the threshold 1e8
+    at the k computed below (53 for θ_0 = 2, 55 for θ_0 = 1). T = 0 is exact; in an
+    ensemble at T = 1e-6 the noise (< 1e-2 relative to θ at every step) cannot move
+    the crossing, which is that of the path started at θ_0 = 2."""
+    lam, dt = 4.0, 0.6
+
+    def first_bad(theta0):
+        k, th = 0, theta0
+        while abs(th) <= 1e8:
+            th, k = th - dt * lam * th, k + 1
+        return k
+
+    phi = lambda th: 0.5 * lam * jnp.sum(th**2)  # noqa: E731
+    k1 = first_bad(1.0)
+    with pytest.raises(dl.DivergenceError, match="divergence_threshold") as info:
+        width.langevin(
+            phi, jnp.ones(1), 0.0, 60.0, key=jax.random.key(0), dt=dt, num_saves=201
+        )
+    e = info.value
+    assert k1 == 55 and e.step == k1
+    np.testing.assert_allclose(e.t, k1 * dt, rtol=1e-12)
+    part = e.trajectory  # the saves (every 0.3) up to the last good step, k1 − 1
+    np.testing.assert_allclose(part.ts[-1], (k1 - 1) * dt, rtol=1e-12)
+    assert np.all(np.isfinite(np.asarray(part.loss)))
+    assert float(jnp.max(jnp.abs(part.params))) <= 1e8
+
+    x0 = jnp.array([[1.0], [2.0], [-1.0]])
+    k2 = first_bad(2.0)
+    with pytest.raises(dl.DivergenceError) as info:
+        width.langevin(
+            phi, x0, 1e-6, 60.0, key=jax.random.split(jax.random.key(1), 3), dt=dt
+        )
+    assert k2 == 53 and info.value.step == k2
+    np.testing.assert_allclose(info.value.t, k2 * dt, rtol=1e-12)
+    assert info.value.trajectory.loss.shape[0] == 3  # the ensemble axis is kept
+
+
+def test_resume_is_bit_exact(tmp_path):
+    """An ensemble (per-path θ(0)) run to t = 1, written, read back and resumed to
+    t = 2 equals the uninterrupted run bit for bit: the Brownian increments depend on
+    the key and the step's times only."""
+    keys = jax.random.split(jax.random.key(3), 4)
+    x0 = jax.random.normal(jax.random.key(4), (4, 3))
+    kw = dict(dt=0.05)
+    ts = np.linspace(0.0, 2.0, 11)  # the same save times in both runs
+    straight = width.langevin(loss, {"x": x0}, 0.3, 2.0, key=keys, ts=ts, **kw)
+    first = width.langevin(loss, {"x": x0}, 0.3, 1.0, key=keys, ts=ts[:6], **kw)
+    path = first.save(tmp_path / "langevin_t1.npz")
+    back = dl.Trajectory.load(path, like={"x": jnp.zeros(3)})
+    more = width.langevin(
+        loss, {"x": x0}, 0.3, 2.0, key=None, ts=ts[5:], resume=back, **kw
+    )
+    np.testing.assert_array_equal(more.final_params["x"], straight.final_params["x"])
+    np.testing.assert_array_equal(more.params["x"][:, 1:], straight.params["x"][:, 6:])
+    np.testing.assert_array_equal(more.loss[:, 1:], straight.loss[:, 6:])
+    assert not np.array_equal(straight.params["x"][:, 5], straight.params["x"][:, 10])
+    with pytest.raises(ValueError, match="dt"):
+        width.langevin(loss, {"x": x0}, 0.3, 2.0, key=keys, dt=0.3, resume=back)
+
+
+def test_step_budget_is_checked_first():
+    p0 = {"x": jnp.zeros(3)}
+    with pytest.raises(ValueError, match="max_steps = 100"):
+        width.langevin(
+            loss, p0, 1.0, 1.0, key=jax.random.key(0), dt=1e-3, max_steps=100
+        )
+    with pytest.raises(ValueError, match="max_steps"):
+        width.langevin(loss, p0, 1.0, 1.0, key=jax.random.key(0), dt=0.1, max_steps=0)

@@ -16,6 +16,8 @@ from ._hamiltonian import (
     to_real as to_real,
 )
 from ._heb import (
+    EchoSGDStepper as EchoSGDStepper,
+    HEBStepper as HEBStepper,
     batch_loss as batch_loss,
     decay as decay,
     decay_bias as decay_bias,
@@ -54,6 +56,8 @@ __all__ = [
     "CanonicalHamiltonian",
     "DuffingNetwork",
     "DuffingPotential",
+    "EchoSGDStepper",
+    "HEBStepper",
     "ImplicitMidpoint",
     "KerrLattice",
     "KerrLatticeHamiltonian",

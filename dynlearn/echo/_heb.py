@@ -15,18 +15,20 @@ learning rate cη/m.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._discrete import minibatch_indices
+from .._engine import AbstractStepper, iterate
+from .._observables import AbstractObservable
 from .._trajectory import Trajectory
-from ._echo import check_eta, echo
-from ._hamiltonian import check_time_reversal, is_traced
+from ._echo import check_eta
+from ._hamiltonian import as_state, check_time_reversal, is_traced
+from ._integrators import evolve
 from ._machines import AbstractEchoMachine, squared_error
 
 
@@ -50,6 +52,42 @@ def learning_rate(machine: AbstractEchoMachine, eta: float, m: float) -> float:
     return machine.hamiltonian.kick_scale * eta / m
 
 
+def _echo_pass(
+    machine: AbstractEchoMachine,
+    theta: jax.Array,
+    x: jax.Array,
+    y: jax.Array,
+    eta: Any,
+    cost: Cost,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One sample's echo, as [`dynlearn.echo.echo`][] computes it (evolve, kick,
+    time-reverse, evolve, time-reverse; no time-reversal check): the learning field's
+    displacement `(Δθ, Δp_θ)` and the sample's loss L(θ), read off the forward
+    evolution that the echo makes anyway."""
+    h = machine.hamiltonian
+    state = as_state(h, machine.initial_state(x, theta))
+
+    def run(s):
+        return evolve(
+            h, s, machine.t1, machine.num_steps, integrator=machine.integrator
+        )
+
+    def sample_cost(s):
+        return cost(machine.output(s), y)
+
+    forward = run(state)
+    kicked = h.kick(forward, sample_cost, eta)
+    q, p = machine.learning_field(h.time_reverse(run(h.time_reverse(kicked))))
+    return q - theta, p, sample_cost(forward)
+
+
+def _mean_echo(machine, theta, x, y, eta, cost):
+    dq, dp, loss = jax.vmap(lambda a, b: _echo_pass(machine, theta, a, b, eta, cost))(
+        x, y
+    )
+    return jnp.mean(dq, axis=0), jnp.mean(dp, axis=0), jnp.mean(loss)
+
+
 def echo_displacement(
     machine: AbstractEchoMachine,
     theta: jax.Array,
@@ -62,24 +100,8 @@ def echo_displacement(
     the learning field's mean displacement `(Δθ, Δp_θ)`. `eta` is finite and nonzero
     (negative: the reversed echo of averaged HEB)."""
     check_eta(eta, signed=True)
-
-    def one(xi, yi):
-        s0 = machine.initial_state(xi, theta)
-        se = echo(
-            machine.hamiltonian,
-            s0,
-            lambda s: cost(machine.output(s), yi),
-            eta,
-            machine.t1,
-            machine.num_steps,
-            integrator=machine.integrator,
-            check=False,
-        )
-        q, p = machine.learning_field(se)
-        return q - theta, p
-
-    dq, dp = jax.vmap(one)(x, y)
-    return jnp.mean(dq, axis=0), jnp.mean(dp, axis=0)
+    dq, dp, _ = _mean_echo(machine, theta, x, y, eta, cost)
+    return dq, dp
 
 
 def decay(
@@ -175,6 +197,118 @@ def decay_bias(
     return m * jnp.linalg.norm(gp) / jnp.linalg.norm(gq)
 
 
+def _sub_steps(variant: str) -> int:
+    return 2 if variant == "averaged" else 1
+
+
+class HEBStepper(AbstractStepper):
+    """One HEB iteration ([`dynlearn.echo.heb_step`][]) as a dynamics for
+    [`dynlearn.iterate`][]: the minibatch `(x, y)` drawn by the engine is echoed,
+    and the decay step moves θ. Only forward evolutions: the loss Φ(θ_k) on the
+    batch is read off the first echo's forward pass, and the recorded direction norm
+    is that of the gradient estimate $-Δθ/(\\text{lr}·\\text{sub-steps})$.
+
+    `eta` and `m` are traced (a new value reuses the compiled program); one step is
+    the flow time `kick_scale`·η/m per sub-step.
+    """
+
+    machine: AbstractEchoMachine
+    eta: Any
+    m: Any
+    variant: str = eqx.field(static=True, default="averaged")
+    cost: Cost = eqx.field(static=True, default=squared_error)
+    max_kick: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        _check_variant(self.variant)
+
+    def init(self, params):
+        return None
+
+    def update(self, params, state, batch, loss, *, key):
+        x, y = batch
+        dq, dp, value = _mean_echo(self.machine, params, x, y, self.eta, self.cost)
+        new = decay(params, dq, dp, self.m, self.max_kick)
+        if self.variant == "averaged":
+            dq, dp, _ = _mean_echo(self.machine, new, x, y, -self.eta, self.cost)
+            new = decay(new, dq, dp, -self.m, self.max_kick)
+        gnorm = jnp.linalg.norm(new - params) / self.time_per_step()
+        return new, state, value, gnorm
+
+    def time_per_step(self):
+        lr = learning_rate(self.machine, self.eta, self.m)
+        return lr * _sub_steps(self.variant)
+
+    def describe(self):
+        return f"heb-{self.variant}"
+
+
+class EchoSGDStepper(AbstractStepper):
+    """The exact-gradient counterpart of `dynlearn.echo.HEBStepper`
+    ([`dynlearn.echo.sgd_step`][]): θ ← θ − lr∇L on the engine's minibatch
+    (`jax.grad` through the stored trajectory), twice for `"averaged"`, with the
+    same soft kick cutoff. `lr` is traced."""
+
+    lr: Any
+    variant: str = eqx.field(static=True, default="averaged")
+    max_kick: float | None = eqx.field(static=True, default=None)
+
+    def __check_init__(self):
+        _check_variant(self.variant)
+
+    def init(self, params):
+        return None
+
+    def update(self, params, state, batch, loss, *, key):
+        value, grad = jax.value_and_grad(loss)(params)
+        new = params + _soft_clip(-self.lr * grad, self.max_kick)
+        if self.variant == "averaged":
+            new = new + _soft_clip(-self.lr * jax.grad(loss)(new), self.max_kick)
+        return new, state, value, jnp.linalg.norm(grad)
+
+    def time_per_step(self):
+        return self.lr * _sub_steps(self.variant)
+
+    def describe(self):
+        return f"sgd-{self.variant}"
+
+
+class _BatchLoss:
+    """Φ(θ; batch) = [`dynlearn.echo.batch_loss`][] on a minibatch `(x, y)`, as the
+    engine's (static) loss function. Two of them are equal, with equal hashes, when
+    they hold the same machine object and cost, so repeated runs on one machine (new
+    data, new η or m) reuse the compiled program."""
+
+    __slots__ = ("cost", "machine")
+
+    def __init__(self, machine: AbstractEchoMachine, cost: Cost):
+        self.machine, self.cost = machine, cost
+
+    def __call__(self, theta, batch):
+        return batch_loss(self.machine, theta, batch[0], batch[1], self.cost)
+
+    def __eq__(self, other):
+        return (
+            type(other) is _BatchLoss
+            and other.machine is self.machine
+            and other.cost == self.cost
+        )
+
+    def __hash__(self):
+        return hash((id(self.machine), self.cost))
+
+
+class _Outputs(AbstractObservable):
+    """The machine's predictions on every input of the data set."""
+
+    machine: AbstractEchoMachine
+    xs: jax.Array
+
+    def __call__(self, loss_fn, params):
+        del loss_fn
+        return jax.vmap(self.machine.predict, in_axes=(0, None))(self.xs, params)
+
+
 def train(
     machine: AbstractEchoMachine,
     theta: jax.Array,
@@ -196,15 +330,20 @@ def train(
     iterations, each on a minibatch drawn with replacement (`batch_size=1`: the
     authors' per-sample training).
 
-    `method="heb"` uses [`heb_step`][dynlearn.echo.heb_step]; `method="sgd"` uses
-    [`sgd_step`][dynlearn.echo.sgd_step] with the same learning rate
-    (`kick_scale`·η/m), the same variant and the same sample sequence (same `key`), so
-    the two trajectories can be compared point by point.
+    `method="heb"` runs `dynlearn.echo.HEBStepper` (the steps of
+    [`heb_step`][dynlearn.echo.heb_step]); `method="sgd"` runs
+    `dynlearn.echo.EchoSGDStepper` (those of [`sgd_step`][dynlearn.echo.sgd_step])
+    with the same learning rate (`kick_scale`·η/m) and the same variant. Both run on
+    [`dynlearn.iterate`][], which draws the minibatch of step k from `key` and k
+    alone ([`dynlearn.minibatch_indices`][]), so the two methods with the same `key`
+    see the same sample sequence and their trajectories can be compared point by
+    point.
 
     **Returns** a [`dynlearn.Trajectory`][]: `ts` = gradient-flow time (iteration ×
     learning rate × sub-steps), `params` θ at every `save_every`-th iteration (and the
     start), `loss` = mean loss over the whole data set, `observables["outputs"]` = the
-    predictions on all samples, `stats` with the run's settings and timings.
+    predictions on all samples (and `"grad_norm"`, the norm of the exact gradient of
+    that loss, from `jax.grad`), `stats` with the run's settings and timings.
     """
     _check_variant(variant)
     if method not in ("heb", "sgd"):
@@ -214,7 +353,7 @@ def train(
         ("batch_size", batch_size),
         ("save_every", save_every),
     ):
-        if not isinstance(v, int) or v < 1:
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"`{name}` must be a positive int, got {v!r}.")
     if not (np.isfinite(eta) and eta > 0 and np.isfinite(m) and m > 0):
         raise ValueError(
@@ -228,80 +367,55 @@ def train(
     n = xs.shape[0]
     if ys.shape[0] != n:
         raise ValueError(f"xs and ys have {n} and {ys.shape[0]} samples.")
+    if key is None:
+        raise TypeError(
+            "echo.train draws a minibatch at every iteration: pass a PRNG key, "
+            "key=jax.random.key(0) (the same key gives HEB and SGD the same samples)."
+        )
     if not is_traced(theta):
         check_time_reversal(machine.hamiltonian, machine.initial_state(xs[0], theta))
     lr = learning_rate(machine, eta, m)
-
-    def update(th, k):
-        idx = minibatch_indices(key, k, n, batch_size, True)
-        xb, yb = xs[idx], ys[idx]
-        if method == "heb":
-            th = heb_step(
-                machine,
-                th,
-                xb,
-                yb,
-                eta=eta,
-                m=m,
-                variant=variant,
-                cost=cost,
-                max_kick=max_kick,
-            )
-        else:
-            th = sgd_step(
-                machine,
-                th,
-                xb,
-                yb,
-                lr=lr,
-                variant=variant,
-                cost=cost,
-                max_kick=max_kick,
-            )
-        return th, None
-
-    def record(th):
-        preds = jax.vmap(machine.predict, in_axes=(0, None))(xs, th)
-        loss = jnp.mean(jax.vmap(cost)(preds, ys))
-        return th, loss, preds
-
-    def chunk(th, c):
-        th, _ = jax.lax.scan(update, th, c * save_every + jnp.arange(save_every))
-        return th, record(th)
-
-    @jax.jit
-    def run(th):
-        first = record(th)
-        th, rest = jax.lax.scan(chunk, th, jnp.arange(steps // save_every))
-        cat = jax.tree_util.tree_map(
-            lambda a, b: jnp.concatenate([a[None], b]), first, rest
+    if method == "heb":
+        stepper = HEBStepper(
+            machine,
+            jnp.asarray(float(eta)),
+            jnp.asarray(float(m)),
+            variant=variant,
+            cost=cost,
+            max_kick=max_kick,
         )
-        return th, cat
-
-    t0 = time.perf_counter()
-    compiled = run.lower(theta).compile()
-    t1 = time.perf_counter()
-    final, (thetas, losses, preds) = compiled(theta)
-    jax.block_until_ready(final)
-    t2 = time.perf_counter()
-    sub = 2 if variant == "averaged" else 1
-    its = jnp.arange(steps // save_every + 1) * save_every
-    stats = {
-        "method": f"{method}-{variant}",
+    else:
+        stepper = EchoSGDStepper(
+            jnp.asarray(float(lr)), variant=variant, max_kick=max_kick
+        )
+    traj = iterate(
+        _BatchLoss(machine, cost),
+        theta,
+        stepper,
+        steps,
+        data=(xs, ys),
+        batch_size=batch_size,
+        replacement=True,
+        key=key,
+        save_every=save_every,
+        observables={"outputs": _Outputs(machine, xs)},
+    )
+    sub = _sub_steps(variant)
+    stats = traj.info | {
         "eta": eta,
         "m": m,
         "learning_rate": lr,
-        "steps": steps,
         "batch_size": batch_size,
         "forward_evolutions_per_step": (2 * sub if method == "heb" else sub),
-        "compile_time": t1 - t0,
-        "run_time": t2 - t1,
     }
     return Trajectory(
-        ts=its * lr * sub,
-        params=thetas,
-        loss=losses,
-        observables={"outputs": preds},
-        final_params=final,
+        ts=traj.ts,
+        params=traj.params,
+        loss=traj.loss,
+        observables=traj.observables,
+        final_params=traj.final_params,
         stats=stats,
+        state=traj.state,
+        result=traj.result,
+        counts=traj.counts,
     )

@@ -11,6 +11,9 @@ import optax
 from jaxtyping import Array, PRNGKeyArray
 
 from .._data import two_moons
+from .._engine import Optax, iterate
+from .._observables import AbstractObservable
+from .._trajectory import Trajectory
 from ._field import ResidualField
 
 
@@ -142,6 +145,30 @@ def smoothness(model) -> Array:
     return sum((f.smoothness_penalty() for f in fields), jnp.zeros(()))
 
 
+class _TrainAccuracy(AbstractObservable):
+    """The training accuracy, recorded along the run (the data are traced fields, so
+    new data of the same shapes reuse the compiled program)."""
+
+    X: Array
+    y: Array
+
+    def __call__(self, loss_fn, params):
+        del loss_fn
+        return accuracy(params, self.X, self.y)
+
+
+def _objective(model, args):
+    """Mean softmax cross-entropy + α·smoothness, `args = (X, y, α)`."""
+    X, y, alpha = args
+    logits = jax.vmap(model)(X)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return ce + alpha * smoothness(model)
+
+
+# one optimiser object: repeated calls with the default reuse the compiled program
+_DEFAULT_OPTIMIZER = optax.adam(1e-2)
+
+
 def train_classifier(
     model,
     X: Array,
@@ -150,13 +177,32 @@ def train_classifier(
     steps: int,
     optimizer: optax.GradientTransformation | None = None,
     smoothness_weight: float = 0.0,
-):
+    save_every: int = 1,
+    resume: Trajectory | None = None,
+    progress: bool | None = None,
+) -> Trajectory:
     r"""Full-batch training of any classifier module on `(X, y)` with optax,
-    minimising mean softmax cross-entropy $+ α\,$`smoothness(model)` (Chang et al.'s
-    weight-smoothness regulariser, $α$ = `smoothness_weight`).
+    minimising the objective
 
-    **Returns** `(model, history)` with `history = {"loss": (steps,),
-    "train_accuracy": (steps,)}` recorded before each update (one `lax.scan`).
+    $$Φ(θ) = \frac1n\sum_i \mathrm{CE}(\mathrm{softmax}(f_θ(x_i)), y_i) + α\,
+    \mathrm{smoothness}(θ),$$
+
+    mean softmax cross-entropy plus Chang et al.'s weight-smoothness regulariser
+    ($α$ = `smoothness_weight`, see [`dynlearn.resnet.smoothness`][]). It runs on
+    [`dynlearn.iterate`][] with [`dynlearn.Optax`][]`(optimizer)` (default
+    `optax.adam(1e-2)`); the data and α are passed as `args`, so new data of the same
+    shapes, or a new α, reuse the compiled program.
+
+    **Arguments:** `steps` (the step count at the end of the run, as in
+    [`dynlearn.iterate`][]), `save_every`, `resume` (continue a run bit for bit from
+    its trajectory or a loaded checkpoint) and `progress` as in
+    [`dynlearn.iterate`][].
+
+    **Returns** a [`dynlearn.Trajectory`][] at `ts` = step index, saved every
+    `save_every` steps and at the end: `final_params` is the trained model, `loss`
+    the objective Φ above (regulariser included), `observables["train_accuracy"]` the
+    fraction of training inputs classified correctly and `observables["grad_norm"]`
+    ‖∇Φ‖.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
@@ -196,29 +242,17 @@ def train_classifier(
                 f"The labels must lie in 0..{num_classes - 1} (the model has "
                 f"{num_classes} logits), got labels in {lo}..{hi}."
             )
-    optimizer = optax.adam(1e-2) if optimizer is None else optimizer
-    params, static = eqx.partition(model, eqx.is_inexact_array)
-
-    def loss_fn(p):
-        m = eqx.combine(p, static)
-        logits = jax.vmap(m)(X)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        acc = jnp.mean((jnp.argmax(logits, -1) == y).astype(logits.dtype))
-        reg = smoothness(m) if smoothness_weight else 0.0
-        return ce + smoothness_weight * reg, acc
-
-    @eqx.filter_jit
-    def run(p):
-        def body(carry, _):
-            p, s = carry
-            (loss, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(p)
-            upd, s = optimizer.update(g, s, p)
-            return (optax.apply_updates(p, upd), s), (loss, acc)
-
-        (p, _), (losses, accs) = jax.lax.scan(
-            body, (p, optimizer.init(p)), None, length=steps
-        )
-        return p, losses, accs
-
-    p, losses, accs = run(params)
-    return eqx.combine(p, static), {"loss": losses, "train_accuracy": accs}
+    optimizer = _DEFAULT_OPTIMIZER if optimizer is None else optimizer
+    alpha = jnp.asarray(float(smoothness_weight), logits.dtype)
+    return iterate(
+        _objective,
+        model,
+        Optax(optimizer),
+        steps,
+        args=(X, y, alpha),
+        observables={"train_accuracy": _TrainAccuracy(X, y)},
+        save_every=save_every,
+        resume=resume,
+        progress=progress,
+        method="train_classifier[optax]",
+    )

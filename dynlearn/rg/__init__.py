@@ -3,7 +3,9 @@
 Exact finite-torus results (Kaufman 1949), Onsager's infinite-lattice results, the 1D
 chain and its exact decimation, and JAX samplers (checkerboard Metropolis, Wolff,
 Swendsen–Wang) with error bars, and ±1 restricted Boltzmann machines with the
-variational-RG quantities of Mehta & Schwab (arXiv:1410.3831).
+variational-RG quantities of Mehta & Schwab (arXiv:1410.3831), trained on
+`dynlearn.iterate` by the rules `ContrastiveDivergence`,
+`PersistentContrastiveDivergence` and `ExactGradient`.
 """
 
 from ._ais import (
@@ -64,11 +66,15 @@ from ._ising import (
 )
 from ._rbm import (
     RBM as RBM,
+    ContrastiveDivergence as ContrastiveDivergence,
+    ExactGradient as ExactGradient,
+    PersistentContrastiveDivergence as PersistentContrastiveDivergence,
     all_spin_states as all_spin_states,
     cd_gradient as cd_gradient,
     exact_kl as exact_kl,
     exact_nll as exact_nll,
     free_energy_gap as free_energy_gap,
+    pseudo_nll as pseudo_nll,
     trace_condition as trace_condition,
     train_rbm as train_rbm,
     walsh_coefficients as walsh_coefficients,
@@ -99,11 +105,15 @@ __all__ = [
     "AISEstimate",
     "ais_log_partition",
     "RBM",
+    "ContrastiveDivergence",
+    "ExactGradient",
+    "PersistentContrastiveDivergence",
     "all_spin_states",
     "cd_gradient",
     "exact_kl",
     "exact_nll",
     "free_energy_gap",
+    "pseudo_nll",
     "trace_condition",
     "train_rbm",
     "walsh_coefficients",

@@ -22,7 +22,7 @@ correlation length) can be compared with block spins layer by layer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import equinox as eqx
@@ -30,12 +30,19 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
-import optax
 from jax.typing import ArrayLike
 
+from .._engine import AbstractStepper
 from .._misc import check_integer
+from .._trajectory import Trajectory
 from ._ising import Estimate, energy_per_spin, magnetization
-from ._rbm import RBM, train_rbm
+from ._rbm import (
+    RBM,
+    ContrastiveDivergence,
+    PersistentContrastiveDivergence,
+    _checkpoint_step,
+    train_rbm,
+)
 
 
 # --------------------------------------------------------------------------------------
@@ -278,20 +285,20 @@ def _check_stack(rbms: Sequence[RBM]) -> None:
 
 
 def train_dbn(
-    key: jax.Array,
     data: ArrayLike,
     hidden_sizes: Sequence[int],
     *,
+    key: jax.Array,
     steps: int | Sequence[int],
     batch_size: int,
-    optimizer: optax.GradientTransformation | None = None,
-    method: str = "cd",
-    k: int = 1,
-    l1: float = 0.0,
-    l2: float = 0.0,
+    rule: AbstractStepper
+    | Callable[[jax.Array, jax.Array], AbstractStepper]
+    | None = None,
     init_scale: float = 0.1,
-    num_chains: int | None = None,
-) -> list[RBM]:
+    save_every: int | None = None,
+    resume: Sequence[Trajectory] | None = None,
+    progress: bool | None = None,
+) -> list[Trajectory]:
     """Greedy layer-wise training of stacked ±1 RBMs (a deep belief network; Hinton,
     Osindero & Teh 2006), the architecture of Mehta & Schwab (arXiv:1410.3831, Fig. 3:
     1600 → 400 → 100 → 25, CD-1, L1 penalty 2×10⁻⁴).
@@ -304,19 +311,41 @@ def train_dbn(
 
     **Arguments:**
 
-    - `key`: PRNG key.
     - `data`: ±1 visible configurations, shape (N, n_v).
     - `hidden_sizes`: the hidden-layer widths, bottom to top.
+    - `key`: PRNG key (keyword-only).
     - `steps`: training steps per layer, one int or one per layer.
-    - `batch_size`, `optimizer` (default `optax.sgd(0.05)`), `method` ("cd", "pcd",
-      "exact"), `k`, `l1`, `l2`, `num_chains`: passed to `train_rbm`.
+    - `batch_size`: the minibatch size of every layer.
+    - `rule`: the training rule of every layer (default
+      [`dynlearn.rg.ContrastiveDivergence`][]`()`, CD-1 with `optax.sgd(0.05)`).
+      Persistent chains must live on each layer's own input, so for a
+      [`dynlearn.rg.PersistentContrastiveDivergence`][] rule only its number of
+      chains is used: layer l draws that many chains from its input (uniformly, with
+      replacement), keeping the rule's optimiser, k and penalties. For full control
+      pass a factory `rule(key, x) -> rule`, called once per layer with a fresh key
+      and the layer's input x, e.g.
+      `functools.partial(PersistentContrastiveDivergence.from_data, num_chains=100)`.
     - `init_scale`: standard deviation of the initial weights.
+    - `save_every`: as in `train_rbm`, for every layer (default: the start and the end
+      of each layer's run).
+    - `resume`: the trajectories of an earlier run of the same stack, bottom first (a
+      prefix of the layers is enough; loaded ones with
+      [`dynlearn.Trajectory.load`][] and `like=` an RBM of the layer's shape). A
+      layer whose trajectory reached its `steps` is kept as it is, an unfinished one
+      is continued, the layers above are trained afresh: the result equals the
+      uninterrupted run bit for bit.
+    - `progress`: a progress meter per layer.
 
-    **Returns:** the trained RBMs, bottom first (`rbms[l].weight` has shape
-    (n_l, n_{l+1})).
+    **Returns:** one [`dynlearn.Trajectory`][] per layer, bottom first (see
+    [`dynlearn.rg.train_rbm`][]); the trained RBM of layer l is
+    `trajs[l].final_params`, with `weight` of shape (n_l, n_{l+1}).
 
     !!! example
-        `train_dbn(key, v, [400, 100, 25], steps=2000, batch_size=100, l1=2e-4)`.
+        ```python
+        trajs = train_dbn(v, [400, 100, 25], key=key, steps=2000, batch_size=100,
+                          rule=ContrastiveDivergence(l1=2e-4))
+        rbms = [t.final_params for t in trajs]
+        ```
     """
     data = jnp.asarray(data)
     if data.ndim != 2 or data.shape[0] == 0:
@@ -336,12 +365,12 @@ def train_dbn(
         check_integer("steps", s)
     per_layer = [int(s) for s in per_layer]
     check_integer("batch_size", batch_size)
-    check_integer("k", k)
-    if num_chains is not None:
-        check_integer("num_chains", num_chains)
-    if not (0 <= float(l1) < np.inf and 0 <= float(l2) < np.inf):
-        raise ValueError(
-            f"l1 and l2 must be finite and >= 0, got l1 = {l1}, l2 = {l2}."
+    if rule is None:
+        rule = ContrastiveDivergence()
+    if not (isinstance(rule, AbstractStepper) or callable(rule)):
+        raise TypeError(
+            "rule must be a training rule such as dynlearn.rg.ContrastiveDivergence(), "
+            f"or a factory rule(key, x) -> rule, got {rule!r}."
         )
     if not (0 <= float(init_scale) < np.inf):
         raise ValueError(f"init_scale must be finite and >= 0, got {init_scale!r}.")
@@ -350,29 +379,46 @@ def train_dbn(
             f"steps has {len(per_layer)} entries for {len(sizes)} layers; pass one "
             "int or one per layer."
         )
+    resume = [] if resume is None else list(resume)
+    if len(resume) > len(sizes):
+        raise ValueError(
+            f"resume holds {len(resume)} trajectories for a stack of {len(sizes)} "
+            "layers."
+        )
     x = _float(data)
-    rbms = []
-    for n_hidden, n_steps in zip(sizes, per_layer):
+    trajs = []
+    for layer, (n_hidden, n_steps) in enumerate(zip(sizes, per_layer)):
         key, k_init, k_train, k_sample = jr.split(key, 4)
         rbm = RBM.random(k_init, x.shape[1], n_hidden, init_scale)
         rbm = jax.tree.map(lambda a: a.astype(x.dtype), rbm)
-        rbm, _ = train_rbm(
-            rbm,
-            x,
-            k_train,
-            steps=n_steps,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            method=method,
-            k=k,
-            num_chains=num_chains,
-            l1=l1,
-            l2=l2,
-            monitor_every=n_steps,
-        )
-        rbms.append(rbm)
-        x = _sample_hidden(rbm, k_sample, x)
-    return rbms
+        earlier = resume[layer] if layer < len(resume) else None
+        if earlier is not None and _checkpoint_step(earlier) == n_steps:
+            traj = earlier  # this layer is done
+        else:
+            traj = train_rbm(
+                rbm,
+                x,
+                key=k_train,
+                steps=n_steps,
+                batch_size=batch_size,
+                rule=_layer_rule(rule, jr.fold_in(k_init, 1), x),
+                save_every=save_every,
+                resume=earlier,
+                progress=progress,
+            )
+        trajs.append(traj)
+        x = _sample_hidden(traj.final_params, k_sample, x)
+    return trajs
+
+
+def _layer_rule(rule, key, x) -> AbstractStepper:
+    """The rule of one layer: PCD chains drawn from the layer's input `x`."""
+    if isinstance(rule, PersistentContrastiveDivergence):
+        chains = x[jr.randint(key, (rule.num_chains,), 0, x.shape[0])]
+        return eqx.tree_at(lambda r: r.chains, rule, chains)
+    if isinstance(rule, AbstractStepper):
+        return rule
+    return rule(key, x)
 
 
 @jax.jit

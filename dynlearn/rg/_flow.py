@@ -21,8 +21,8 @@ trained on configurations labelled by their temperature, is
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import equinox as eqx
 import jax
@@ -32,10 +32,12 @@ import numpy as np
 import optax
 from jax.typing import ArrayLike
 
+from .._engine import Optax, iterate
 from .._misc import check_integer
 from .._network import MLP
+from .._trajectory import Trajectory
 from ._exact import torus_log_partition
-from ._rbm import RBM
+from ._rbm import RBM, _checkpoint_step
 
 
 def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
@@ -231,16 +233,24 @@ class ClassifierThermometer(eqx.Module):
     middle of the classes, so the reading is a calibrated thermometer only after
     comparison with its readings of held-out data at known T.
 
-    Fields: `network` (the MLP), `temperatures` (the classes $T_c$, increasing),
-    `n_sites` (L², static).
+    Fields: `network` (the MLP, the only trained part), `classes` (the class
+    temperatures $T_c$, increasing, a static tuple of floats, so that an optimiser
+    over the module's arrays never moves them; `temperatures` is the same as an
+    array in the network's dtype), `n_sites` (L², static).
 
     Calls take configurations of shape (..., L, L) or (..., L²), ±1 (any real
     values are accepted, e.g. RBM means, but the network was only trained on spins).
     """
 
     network: MLP
-    temperatures: jax.Array
+    classes: tuple[float, ...] = eqx.field(static=True)
     n_sites: int = eqx.field(static=True)
+
+    @property
+    def temperatures(self) -> jax.Array:
+        """The class temperatures $T_c$ as an array in the network's dtype."""
+        dtype = jax.tree.leaves(eqx.filter(self.network, eqx.is_inexact_array))[0].dtype
+        return jnp.asarray(self.classes, dtype)
 
     def _flat(self, configurations) -> jax.Array:
         x = jnp.asarray(configurations, self.temperatures.dtype)
@@ -280,10 +290,10 @@ def _symmetric_log_probs(net, x):
 
 
 def train_thermometer(
-    key: jax.Array,
     configurations: ArrayLike,
     temperatures: ArrayLike,
     *,
+    key: jax.Array,
     width: int = 64,
     depth: int = 1,
     activation: str | Callable = "relu",
@@ -291,39 +301,52 @@ def train_thermometer(
     batch_size: int = 128,
     learning_rate: float = 1e-3,
     optimizer: optax.GradientTransformation | None = None,
-) -> ClassifierThermometer:
+    observables: Mapping[str, Any] | None = None,
+    save_every: int | None = None,
+    resume: Trajectory | None = None,
+    progress: bool | None = None,
+) -> Trajectory:
     """Train a temperature classifier on labelled Ising configurations, the
     thermometer of Iso, Shiba & Yokoo (arXiv:1801.07172, Sec. III).
 
     The classes are the distinct values of `temperatures`, in increasing order. The
     network is a [`dynlearn.MLP`][] `L² → width (× depth) → n_classes`; its
     flip-symmetrised class probabilities (see [`dynlearn.rg.ClassifierThermometer`][])
-    are fitted by minimising the cross-entropy $−\\langle \\ln p(c_i|s_i)\\rangle$
+    are fitted by minimising the cross-entropy $Φ = −\\langle \\ln p(c_i|s_i)\\rangle$
     over minibatches of `batch_size` configurations drawn uniformly with replacement,
-    `steps` optimizer steps in one jitted `lax.scan`. Because the model is symmetric
-    by construction, no flipped copies of the data are needed.
+    `steps` optimizer steps on [`dynlearn.iterate`][] with
+    [`dynlearn.Optax`][]`(optimizer)`. Because the model is symmetric by
+    construction, no flipped copies of the data are needed.
 
     **Arguments:**
 
-    - `key`: PRNG key (network initialisation and minibatches).
     - `configurations`: ±1 spins, shape (N, L, L) or (N, L²).
     - `temperatures`: the temperature of each configuration, shape (N,), at least two
       distinct positive values.
+    - `key`: PRNG key (keyword-only; network initialisation and minibatches).
     - `width`, `depth`, `activation`: the MLP's hidden width, number of hidden layers
       and activation. The default ReLU has an even part, relu(x) + relu(−x) = |x|,
       so flip-invariant features such as |m| are one layer away. An odd activation
       (tanh) with the MLP's zero initial biases makes f odd, f(−s) = −f(s), and then
       the symmetrised probabilities start exactly uniform for two classes: training
       begins at a saddle and, measured on 8×8 Ising data, stalls there for some seeds.
-    - `steps`, `batch_size`: optimizer steps and minibatch size.
+    - `steps`, `batch_size`: optimizer steps (the step count at the end of the run,
+      as in [`dynlearn.iterate`][]) and minibatch size.
     - `learning_rate`: for the default optimizer `optax.adam(learning_rate)`.
     - `optimizer`: any optax optimizer (then `learning_rate` is unused).
+    - `observables`, `save_every` (default: the start and the end of the run),
+      `resume` (continue a run bit for bit from its trajectory, or from
+      [`dynlearn.Trajectory.load`][] with `like=` a thermometer of the same shape)
+      and `progress`: as in [`dynlearn.iterate`][].
 
-    **Returns:** a [`dynlearn.rg.ClassifierThermometer`][] in the default float dtype.
+    **Returns:** a [`dynlearn.Trajectory`][] at `ts` = step count, whose
+    `final_params` is the trained [`dynlearn.rg.ClassifierThermometer`][] (in the
+    default float dtype) and whose `loss` is the cross-entropy Φ on all N
+    configurations at the saves.
 
     !!! example
         ```python
-        th = train_thermometer(key, spins, T_labels, steps=1000)
+        th = train_thermometer(spins, T_labels, key=key, steps=1000).final_params
         T_read = th(spins_new)            # (N,) read temperatures
         p = th.probabilities(spins_new)   # (N, n_classes), columns th.temperatures
         ```
@@ -364,28 +387,30 @@ def train_thermometer(
     data = jnp.asarray(x.reshape(len(x), n), dtype)
     k_init, k_fit = jr.split(key)
     net = MLP(n, len(classes), width, depth, activation, key=k_init)
+    th = ClassifierThermometer(net, tuple(float(c) for c in classes), n)
     optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
-    net = _fit(net, optimizer, data, jnp.asarray(labels), k_fit, int(steps), batch_size)
-    return ClassifierThermometer(net, jnp.asarray(classes, dtype), n)
+    if save_every is None:
+        k0 = 0 if resume is None else _checkpoint_step(resume)
+        save_every = max(int(steps) - k0, 1)
+    return iterate(
+        _cross_entropy,
+        th,
+        Optax(optimizer),
+        int(steps),
+        data=(data, jnp.asarray(labels, jnp.int32)),
+        batch_size=batch_size,
+        replacement=True,
+        key=k_fit,
+        save_every=save_every,
+        observables=observables,
+        resume=resume,
+        progress=progress,
+        method="train_thermometer[optax]",
+    )
 
 
-def _fit(net, optimizer, data, labels, key, steps, batch_size):
-    params, static = eqx.partition(net, eqx.is_inexact_array)
-
-    def loss(params, x, y):
-        logp = _symmetric_log_probs(eqx.combine(params, static), x)
-        return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
-
-    @jax.jit
-    def run(params, data, labels, key):
-        def step(carry, k):
-            params, opt_state = carry
-            idx = jr.randint(k, (batch_size,), 0, data.shape[0])
-            g = jax.grad(loss)(params, data[idx], labels[idx])
-            updates, opt_state = optimizer.update(g, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
-
-        carry = (params, optimizer.init(params))
-        return jax.lax.scan(step, carry, jr.split(key, steps))[0][0]
-
-    return eqx.combine(run(params, data, labels, key), static)
+def _cross_entropy(th: ClassifierThermometer, batch) -> jax.Array:
+    """−⟨ln p(c_i|s_i)⟩ over a batch `(s, c)` of configurations and class indices."""
+    x, y = batch
+    logp = _symmetric_log_probs(th.network, x)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))

@@ -1,6 +1,7 @@
 """Restricted Boltzmann machines with ±1 (spin) or 0/1 (Bernoulli) units, exact
-enumeration, contrastive divergence, and the variational-RG quantities of Mehta &
-Schwab (arXiv:1410.3831).
+enumeration, the pseudo-likelihood, training rules (CD-k, persistent CD, the exact
+gradient) as steppers of `dynlearn.iterate`, and the variational-RG quantities of
+Mehta & Schwab (arXiv:1410.3831).
 
 Convention (the notes' code convention; MS14 Eq. 10 has the opposite overall sign):
 E(v, h) = −(a·v + b·h + vᵀWh), p(v, h) = e^{−E}/Z_λ, with v ∈ S^{n_v}, h ∈ S^{n_h} and
@@ -17,8 +18,8 @@ t = 2h − 1), −E_spin(s, t) = −E_bernoulli(v, h) + c for the parameters of
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 
 import equinox as eqx
 import jax
@@ -27,7 +28,9 @@ import jax.random as jr
 import numpy as np
 import optax
 
-from .._misc import check_integer
+from .._engine import AbstractStepper, iterate
+from .._misc import check_integer, tree_norm
+from .._trajectory import SavedState, Trajectory
 
 
 _UNITS = ("spin", "bernoulli")
@@ -322,114 +325,455 @@ def cd_gradient(rbm: RBM, batch, negatives) -> RBM:
     return jax.tree.map(lambda p, n: -(p - n), stats(batch), stats(negatives))
 
 
-def train_rbm(
-    rbm: RBM,
-    data,
-    key,
-    *,
-    steps: int,
-    batch_size: int,
-    optimizer: optax.GradientTransformation | None = None,
-    method: str = "cd",
-    k: int = 1,
-    num_chains: int | None = None,
-    l2: float = 0.0,
-    l1: float = 0.0,
-    monitor: Callable[[RBM], Any] | None = None,
-    monitor_every: int = 100,
-) -> tuple[RBM, Any]:
-    """Train an RBM on `data` (shape (N, n_v)) in its units (±1 spins for
-    `rbm.units == "spin"`, 0/1 bits for `"bernoulli"`) by `method`:
+# --------------------------------------------------------------------------------------
+# Pseudo-likelihood
 
-    - `"cd"`: CD-k (Hinton 2002): negatives are k Gibbs steps from the batch;
-    - `"pcd"`: persistent CD (Tieleman 2008): `num_chains` chains carried across steps;
-    - `"exact"`: the exact log-likelihood gradient (enumeration; tiny RBMs only).
 
-    Weight penalties `l2`·‖W‖²/2 and `l1`·‖W‖₁ (MS14 used L1). Runs under `lax.scan`;
-    returns the trained RBM and `monitor(rbm)` evaluated every `monitor_every` steps
-    (stacked), e.g. `lambda r: exact_nll(r, data)`.
+def _flip(units, v):
+    """δ = v′ − v for the flip of every unit: −2v (spins) or 1 − 2v (bits)."""
+    return -2.0 * v if units == "spin" else 1.0 - 2.0 * v
+
+
+def _site_gaps(rbm: RBM, v) -> jax.Array:
+    """H(v) − H(v⁽ⁱ⁾) for every site i of one configuration v, shape (n_v,), with
+    v⁽ⁱ⁾ the configuration with unit i flipped: a_i δ_i + Σ_j [φ(x_j + δ_i W_ij) −
+    φ(x_j)], x = b + Wᵀv, in O(n_v n_h)."""
+    x = rbm.hidden_bias + v @ rbm.weight
+    d = _flip(rbm.units, v)
+    shifted = _log_sum(rbm.units, x[None, :] + d[:, None] * rbm.weight)
+    return rbm.visible_bias * d + jnp.sum(shifted - _log_sum(rbm.units, x), axis=1)
+
+
+# elements of the (configurations × sites × hidden units) array evaluated at once
+_CHUNK_ELEMENTS = 2**22
+
+
+def _pseudo_nll(rbm: RBM, data) -> jax.Array:
+    """The exact mean negative pseudo-log-likelihood, no input checks."""
+    per_config = jax.checkpoint(lambda r, v: jnp.sum(jax.nn.softplus(_site_gaps(r, v))))
+    chunk = max(
+        1, min(data.shape[0], _CHUNK_ELEMENTS // (rbm.n_visible * rbm.n_hidden))
+    )
+    terms = jax.lax.map(lambda v: per_config(rbm, v), data, batch_size=chunk)
+    return jnp.mean(terms)
+
+
+def _pseudo_nll_estimate(rbm: RBM, data, key) -> jax.Array:
+    """n_v · ln(1 + e^{H(v) − H(v⁽ˢ⁾)}) at one uniform random site s per
+    configuration, averaged: an unbiased estimate of `_pseudo_nll(rbm, data)` at the
+    cost of the hidden activations (one matrix product) and O(n_h) per
+    configuration."""
+    sites = jr.randint(key, (data.shape[0],), 0, rbm.n_visible)
+    x = rbm.hidden_bias + data @ rbm.weight
+    d = _flip(rbm.units, jnp.take_along_axis(data, sites[:, None], axis=1)[:, 0])
+    shifted = _log_sum(rbm.units, x + d[:, None] * rbm.weight[sites])
+    gaps = rbm.visible_bias[sites] * d + jnp.sum(
+        shifted - _log_sum(rbm.units, x), axis=1
+    )
+    return rbm.n_visible * jnp.mean(jax.nn.softplus(gaps))
+
+
+def pseudo_nll(rbm: RBM, data, *, key: jax.Array | None = None) -> jax.Array:
+    """The mean negative log pseudo-likelihood of `data` (Besag 1975), in nats per
+    configuration:
+
+    $$\\mathrm{PNLL}(λ) = -\\frac1N \\sum_{n=1}^N \\sum_{i=1}^{n_v}
+    \\ln p_λ(v^n_i \\mid v^n_{−i}),$$
+
+    summed over the visible sites i and averaged over the configurations $v^n$ (the
+    rows of `data`, shape (N, n_v) or (n_v,), in the RBM's units). It is exact and
+    deterministic and needs no partition function: with $v^{(i)}$ the configuration
+    with unit i flipped, $p(v_i | v_{−i}) = 1/(1 + e^{H(v) − H(v^{(i)})})$, so each
+    term is $\\ln(1 + e^{H(v) − H(v^{(i)})})$ with the free energy
+    $H = $ [`visible_hamiltonian`][dynlearn.rg.RBM.visible_hamiltonian], and all
+    n_v flips of one configuration together cost O(n_v n_h) (n_v n_h evaluations of
+    φ). The sum over sites puts it on the scale of [`dynlearn.rg.exact_nll`][]: both
+    are n_v ln 2 for the zero RBM and equal for independent units, and, with many
+    samples from a member of the model family, both are minimised at its parameters
+    (maximum pseudo-likelihood is a consistent estimator). This is the loss recorded
+    by [`dynlearn.rg.train_rbm`][] for the contrastive-divergence rules. Large data
+    sets are evaluated in chunks (bounded memory, also under `jax.grad`).
+
+    With `key`, one site $s_n$ per configuration is drawn uniformly and
+    $n_v \\ln(1 + e^{H(v^n) − H(v^{n,(s_n)})})$ is averaged instead: an unbiased
+    estimate of the same quantity at O(n_h) per configuration beyond the hidden
+    activations (the convention of scikit-learn's `BernoulliRBM.score_samples`).
     """
-    if method not in ("cd", "pcd", "exact"):
-        raise ValueError(f"method must be 'cd', 'pcd' or 'exact', got {method!r}.")
-    data = jnp.asarray(data, rbm.weight.dtype)  # chains carry the RBM dtype
+    data = jnp.asarray(data, rbm.weight.dtype)
+    if data.ndim == 1:
+        data = data[None]
     if data.ndim != 2 or data.shape[1] != rbm.n_visible:
         raise ValueError(
-            f"data must have shape (N, {rbm.n_visible}), got {data.shape}."
+            f"data must have shape (N, {rbm.n_visible}) or ({rbm.n_visible},), got "
+            f"{data.shape}."
         )
-    if not isinstance(data, jax.core.Tracer):
-        if rbm.units == "spin" and not bool(jnp.all(jnp.abs(data) == 1)):
-            raise ValueError(
-                "data must be ±1 spins (this RBM's unit convention, units='spin'); 0/1 "
-                "data convert with 2 * x - 1, or train rbm.to_units('bernoulli')."
-            )
-        if rbm.units == "bernoulli" and not bool(jnp.all((data == 0) | (data == 1))):
-            raise ValueError(
-                "data must be 0/1 bits (this RBM's unit convention, units='bernoulli'); "
-                "±1 spins s convert with (s + 1) / 2, or train rbm.to_units('spin')."
-            )
     if data.shape[0] == 0:
-        raise ValueError("data is empty: train_rbm needs at least one configuration.")
-    check_integer("steps", steps)
-    check_integer("batch_size", batch_size)
-    if num_chains is not None:
-        check_integer("num_chains", num_chains)
+        raise ValueError("data is empty: pseudo_nll needs at least one configuration.")
+    if key is None:
+        return _pseudo_nll(rbm, data)
+    return _pseudo_nll_estimate(rbm, data, key)
+
+
+# --------------------------------------------------------------------------------------
+# Training rules: steppers of dynlearn.iterate
+
+
+# one optimiser object: repeated calls with the default reuse the compiled program
+_DEFAULT_OPTIMIZER = optax.sgd(0.05)
+
+
+def _check_k(k) -> int:
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(
             f"k must be a positive integer number of Gibbs steps, got {k!r} (k = 0 "
             "would start the negative phase at the data: a zero gradient)."
         )
-    for name, v in (("l2", l2), ("l1", l1)):
-        if isinstance(v, jax.core.Tracer):
-            continue
-        if not (0 <= float(v) < np.inf):
-            raise ValueError(
-                f"The weight penalty {name} must be finite and >= 0, got {v!r} (a "
-                "negative penalty rewards large weights and training diverges)."
-            )
-    check_integer("monitor_every", monitor_every)
-    if monitor_every < 1 or steps % monitor_every:
+    return int(k)
+
+
+def _check_penalty(name: str, v) -> None:
+    if isinstance(v, jax.core.Tracer):
+        return
+    if np.ndim(v) != 0 or not (0 <= float(v) < np.inf):
         raise ValueError(
-            f"steps ({steps}) must be a multiple of monitor_every ({monitor_every} "
-            ">= 1); round steps to a multiple or change monitor_every."
-        )
-    optimizer = optax.sgd(0.05) if optimizer is None else optimizer
-    n_chains = batch_size if num_chains is None else num_chains
-    key, kc = jr.split(key)
-    chains0 = data[jr.randint(kc, (n_chains,), 0, data.shape[0])]
-
-    def penalty_grad(r):
-        W = r.weight
-        return RBM(
-            l2 * W + l1 * jnp.sign(W), 0 * r.visible_bias, 0 * r.hidden_bias, r.units
+            f"The weight penalty {name} must be finite and >= 0, got {v!r} (a "
+            "negative penalty rewards large weights and training diverges)."
         )
 
-    def step(carry, key):
-        r, opt_state, chains = carry
-        kb, kg = jr.split(key)
-        batch = data[jr.randint(kb, (batch_size,), 0, data.shape[0])]
-        if method == "exact":
-            g = jax.grad(exact_nll)(r, batch)
-        else:
-            start = batch if method == "cd" else chains
-            keys = jr.split(kg, start.shape[0])
-            chains = jax.vmap(lambda kk, v: r.gibbs(kk, v, k))(keys, start)
-            g = cd_gradient(r, batch, chains)
-        g = jax.tree.map(jnp.add, g, penalty_grad(r))
-        updates, opt_state = optimizer.update(g, opt_state, r)
-        return (optax.apply_updates(r, updates), opt_state, chains), None
 
-    def block(carry, key):
-        carry, _ = jax.lax.scan(step, carry, jr.split(key, monitor_every))
-        out = monitor(carry[0]) if monitor is not None else jnp.zeros(())
-        return carry, out
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation such as "
+            f"optax.sgd(0.05), got {type(optimizer).__name__}."
+        )
 
-    @jax.jit
-    def run(rbm, key):
-        carry = (rbm, optimizer.init(rbm), chains0)
-        carry, hist = jax.lax.scan(block, carry, jr.split(key, steps // monitor_every))
-        return carry[0], hist
 
-    return run(rbm, key)
+def _penalised(rbm: RBM, grad: RBM, l1, l2) -> RBM:
+    """grad + ∇(l2‖W‖²/2 + l1‖W‖₁) (MS14 used L1; the biases are not penalised)."""
+    W = rbm.weight
+    return eqx.tree_at(
+        lambda g: g.weight, grad, grad.weight + l2 * W + l1 * jnp.sign(W)
+    )
+
+
+def _gibbs_batch(rbm: RBM, key, v, k: int) -> jax.Array:
+    """k block Gibbs steps v → h → v of a whole batch of chains (one uniform draw
+    per layer and step for the batch)."""
+
+    def step(v, key):
+        kh, kv = jr.split(key)
+        return rbm.sample_visible(kv, rbm.sample_hidden(kh, v)).astype(v.dtype), None
+
+    return jax.lax.scan(step, v, jr.split(key, k))[0]
+
+
+def _descend(optimizer, rbm: RBM, opt_state, grad: RBM):
+    updates, opt_state = optimizer.update(grad, opt_state, rbm)
+    return optax.apply_updates(rbm, updates), opt_state
+
+
+class _AbstractRule(AbstractStepper):
+    """Shared parts of the RBM training rules: an optax optimiser applied to a
+    (penalised) estimate of ∇ NLL, one step per unit of time."""
+
+    def __check_init__(self):  # every rule's fields, checked once for all
+        _check_optimizer(self.optimizer)
+        if hasattr(self, "k"):
+            _check_k(self.k)
+        _check_penalty("l1", self.l1)
+        _check_penalty("l2", self.l2)
+
+    def time_per_step(self):
+        return 1.0
+
+
+class ContrastiveDivergence(_AbstractRule):
+    """CD-k (Hinton 2002) as a stepper of [`dynlearn.iterate`][]: the negatives are
+    k block Gibbs steps v → h → v started at the step's minibatch, the gradient
+    estimate is [`dynlearn.rg.cd_gradient`][] plus the weight penalties
+    l2·‖W‖²/2 + l1·‖W‖₁ (MS14 used L1 = 2×10⁻⁴), and `optimizer` (any optax
+    optimiser, default `optax.sgd(0.05)`; its state is the stepper state) applies it.
+
+    `l1` and `l2` are traced (a new value reuses the compiled program); `k` and the
+    optimiser are part of the program. One step is one unit of time, so `traj.ts`
+    counts optimiser steps. `update` returns, as Φ on the batch, an unbiased
+    one-site estimate of its pseudo-NLL ([`dynlearn.rg.pseudo_nll`][] with a key:
+    the exact value would cost more than the step itself), and as direction norm the
+    norm of the penalised gradient estimate.
+    """
+
+    optimizer: optax.GradientTransformation = eqx.field(
+        static=True, default=_DEFAULT_OPTIMIZER
+    )
+    k: int = eqx.field(static=True, default=1)
+    l1: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    l2: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    needs_key: ClassVar[bool] = True
+
+    def init(self, params):
+        return self.optimizer.init(params)
+
+    def update(self, params, state, batch, loss, *, key):
+        k_gibbs, k_value = jr.split(key)
+        negatives = _gibbs_batch(params, k_gibbs, batch, self.k)
+        g = _penalised(params, cd_gradient(params, batch, negatives), self.l1, self.l2)
+        new, state = _descend(self.optimizer, params, state, g)
+        return new, state, _pseudo_nll_estimate(params, batch, k_value), tree_norm(g)
+
+    def describe(self):
+        return f"cd-{self.k}"
+
+
+class PersistentContrastiveDivergence(_AbstractRule):
+    """Persistent CD (Tieleman 2008) as a stepper of [`dynlearn.iterate`][]: the
+    negatives are `num_chains` Markov chains carried from step to step, each step
+    advancing them by k block Gibbs steps; otherwise as
+    [`dynlearn.rg.ContrastiveDivergence`][].
+
+    `chains` holds the chains' initial states, shape (num_chains, n_v) in the RBM's
+    units (draw them from the data with
+    [`from_data`][dynlearn.rg.PersistentContrastiveDivergence.from_data]). The
+    current chains are part of the stepper state (with the optimiser state), so a
+    resumed run continues them exactly. `chains`, `l1` and `l2` are traced.
+    """
+
+    chains: Any
+    optimizer: optax.GradientTransformation = eqx.field(
+        static=True, default=_DEFAULT_OPTIMIZER
+    )
+    k: int = eqx.field(static=True, default=1)
+    l1: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    l2: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    needs_key: ClassVar[bool] = True
+
+    def __check_init__(self):
+        if jnp.ndim(self.chains) != 2 or jnp.shape(self.chains)[0] < 1:
+            raise ValueError(
+                "chains must be the chains' initial states, shape (num_chains >= 1, "
+                f"n_visible), got shape {jnp.shape(self.chains)}."
+            )
+
+    @classmethod
+    def from_data(
+        cls,
+        key: jax.Array,
+        data,
+        num_chains: int,
+        *,
+        optimizer: optax.GradientTransformation = _DEFAULT_OPTIMIZER,
+        k: int = 1,
+        l1: Any = 0.0,
+        l2: Any = 0.0,
+    ) -> PersistentContrastiveDivergence:
+        """The rule with `num_chains` chains started at rows of `data` drawn uniformly
+        with replacement by `key`."""
+        check_integer("num_chains", num_chains)
+        data = jnp.asarray(data)
+        if data.ndim != 2 or data.shape[0] == 0:
+            raise ValueError(
+                f"data must have shape (N >= 1, n_visible), got {data.shape}."
+            )
+        chains = data[jr.randint(key, (int(num_chains),), 0, data.shape[0])]
+        return cls(chains, optimizer=optimizer, k=k, l1=l1, l2=l2)
+
+    @property
+    def num_chains(self) -> int:
+        return jnp.shape(self.chains)[0]
+
+    def init(self, params):
+        chains = jnp.asarray(self.chains, params.weight.dtype)
+        return self.optimizer.init(params), chains
+
+    def update(self, params, state, batch, loss, *, key):
+        opt_state, chains = state
+        k_gibbs, k_value = jr.split(key)
+        chains = _gibbs_batch(params, k_gibbs, chains, self.k)
+        g = _penalised(params, cd_gradient(params, batch, chains), self.l1, self.l2)
+        new, opt_state = _descend(self.optimizer, params, opt_state, g)
+        value = _pseudo_nll_estimate(params, batch, k_value)
+        return new, (opt_state, chains), value, tree_norm(g)
+
+    def describe(self):
+        return f"pcd-{self.k}"
+
+
+class ExactGradient(_AbstractRule):
+    """The exact gradient of the mean negative log-likelihood on the minibatch,
+    ∇ [`exact_nll`][dynlearn.rg.exact_nll] by enumeration of the smaller layer
+    (tiny RBMs: ≤ 24 units in one layer), plus the weight penalties, applied by
+    `optimizer`. Draws no random numbers of its own (the engine still draws the
+    minibatches). `update` returns the exact NLL of the batch and the norm of the
+    penalised gradient.
+    """
+
+    optimizer: optax.GradientTransformation = eqx.field(
+        static=True, default=_DEFAULT_OPTIMIZER
+    )
+    l1: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    l2: Any = eqx.field(default=0.0, converter=jnp.asarray)
+    needs_key: ClassVar[bool] = False
+
+    def init(self, params):
+        return self.optimizer.init(params)
+
+    def update(self, params, state, batch, loss, *, key):
+        value, g = jax.value_and_grad(exact_nll)(params, batch)
+        g = _penalised(params, g, self.l1, self.l2)
+        new, state = _descend(self.optimizer, params, state, g)
+        return new, state, value, tree_norm(g)
+
+    def describe(self):
+        return "exact"
+
+
+def _checkpoint_step(resume: Any) -> int:
+    """The step count at the end of a run's trajectory `resume` (from memory or
+    [`dynlearn.Trajectory.load`][]), read from its final state."""
+    state = getattr(resume, "state", None)
+    if state is None:
+        raise ValueError(
+            "resume: this trajectory holds no final state to resume (pass a "
+            "trajectory returned by a training function, or one loaded from its "
+            "checkpoint file)."
+        )
+    if isinstance(state, SavedState):
+        step = state.leaves.get(".step")
+        if step is None:
+            raise ValueError("resume: this checkpoint holds no step count.")
+    else:
+        step = getattr(state, "step", None)
+        if step is None:
+            raise ValueError("resume: this trajectory's state has no step count.")
+    return int(np.max(np.asarray(step)))
+
+
+def _check_data(rbm: RBM, data) -> jax.Array:
+    data = jnp.asarray(data, rbm.weight.dtype)  # chains carry the RBM dtype
+    if data.ndim != 2 or data.shape[1] != rbm.n_visible:
+        raise ValueError(
+            f"data must have shape (N, {rbm.n_visible}), got {data.shape}."
+        )
+    _check_values(rbm, data, "data")
+    if data.shape[0] == 0:
+        raise ValueError("data is empty: train_rbm needs at least one configuration.")
+    return data
+
+
+def _check_values(rbm: RBM, x, name: str) -> None:
+    if isinstance(x, jax.core.Tracer):
+        return
+    if rbm.units == "spin" and not bool(jnp.all(jnp.abs(x) == 1)):
+        raise ValueError(
+            f"{name} must be ±1 spins (this RBM's unit convention, units='spin'); 0/1 "
+            "data convert with 2 * x - 1, or train rbm.to_units('bernoulli')."
+        )
+    if rbm.units == "bernoulli" and not bool(jnp.all((x == 0) | (x == 1))):
+        raise ValueError(
+            f"{name} must be 0/1 bits (this RBM's unit convention, units='bernoulli'); "
+            "±1 spins s convert with (s + 1) / 2, or train rbm.to_units('spin')."
+        )
+
+
+def _check_rule(rule) -> AbstractStepper:
+    if rule is None:
+        return ContrastiveDivergence()
+    if not isinstance(rule, AbstractStepper):
+        raise TypeError(
+            "rule must be a training rule such as dynlearn.rg.ContrastiveDivergence() "
+            "(CD-k), dynlearn.rg.PersistentContrastiveDivergence.from_data(key, data, "
+            "num_chains) (PCD) or dynlearn.rg.ExactGradient() (or any "
+            f"dynlearn.AbstractStepper), got {rule!r}."
+        )
+    return rule
+
+
+def _pseudo_nll_loss(rbm: RBM, data) -> jax.Array:
+    return _pseudo_nll(rbm, data)
+
+
+def train_rbm(
+    rbm: RBM,
+    data,
+    *,
+    key: jax.Array,
+    steps: int,
+    batch_size: int,
+    rule: AbstractStepper | None = None,
+    observables: Mapping[str, Any] | None = None,
+    save_every: int | None = None,
+    save_params: bool = True,
+    save_grad_norm: bool = False,
+    resume: Trajectory | None = None,
+    progress: bool | None = None,
+) -> Trajectory:
+    """Train an RBM on `data` (shape (N, n_v)) in its units (±1 spins for
+    `rbm.units == "spin"`, 0/1 bits for `"bernoulli"`) by a training `rule`, on
+    [`dynlearn.iterate`][]:
+
+    - [`dynlearn.rg.ContrastiveDivergence`][] (the default, CD-1 with
+      `optax.sgd(0.05)`): negatives are k Gibbs steps from the batch (Hinton 2002);
+    - [`dynlearn.rg.PersistentContrastiveDivergence`][]: persistent chains carried
+      across steps in the stepper state (Tieleman 2008);
+    - [`dynlearn.rg.ExactGradient`][]: the exact log-likelihood gradient
+      (enumeration; tiny RBMs only);
+    - or any [`dynlearn.AbstractStepper`][], e.g. [`dynlearn.Optax`][] for gradient
+      descent on the pseudo-likelihood itself.
+
+    Each step draws a minibatch of `batch_size` configurations uniformly with
+    replacement, from `key` and the step index alone
+    ([`dynlearn.minibatch_indices`][]).
+
+    **Arguments:** `key` (keyword-only), `steps` (the step count at the end of the
+    run: a resumed run continues to it), `batch_size`, `rule`, `observables`
+    (`{name: fn(rbm) -> array}` or [`dynlearn.AbstractObservable`][]s, e.g.
+    `{"nll": lambda r: exact_nll(r, held_out)}`), `save_every` (default: one save
+    at the start and one at the end), `save_params`, `save_grad_norm`, `resume` (a
+    trajectory of an earlier run of the same problem, from memory or
+    [`dynlearn.Trajectory.load`][] with `like=rbm`: the run continues bit for bit,
+    persistent chains and optimiser state included) and `progress` as in
+    [`dynlearn.iterate`][].
+
+    **Returns:** a [`dynlearn.Trajectory`][] at `ts` = step count: `final_params` is
+    the trained RBM, `loss` is Φ on the whole data set at the saves, the mean negative
+    pseudo-log-likelihood [`dynlearn.rg.pseudo_nll`][] (for `ExactGradient`: the
+    exact mean NLL [`dynlearn.rg.exact_nll`][], the quantity it descends), and,
+    with `save_grad_norm=True`, `observables["grad_norm"]` is ‖∇Φ‖ on all the data
+    (off by default: it costs about nine evaluations of Φ per save).
+    """
+    data = _check_data(rbm, data)
+    check_integer("steps", steps)
+    check_integer("batch_size", batch_size)
+    rule = _check_rule(rule)
+    if isinstance(rule, PersistentContrastiveDivergence):
+        chains = rule.chains
+        if jnp.shape(chains)[1] != rbm.n_visible:
+            raise ValueError(
+                f"The PCD chains have {jnp.shape(chains)[1]} units but the RBM has "
+                f"{rbm.n_visible} visible units."
+            )
+        _check_values(rbm, chains, "chains")
+    if save_every is None:
+        k0 = 0 if resume is None else _checkpoint_step(resume)
+        save_every = max(steps - k0, 1)
+    loss = exact_nll if isinstance(rule, ExactGradient) else _pseudo_nll_loss
+    return iterate(
+        loss,
+        rbm,
+        rule,
+        steps,
+        data=data,
+        batch_size=batch_size,
+        replacement=True,
+        key=key,
+        save_every=save_every,
+        observables=observables,
+        save_params=save_params,
+        save_grad_norm=save_grad_norm,
+        resume=resume,
+        progress=progress,
+        method=f"train_rbm[{rule.describe()}]",
+    )
 
 
 def trace_condition(rbm: RBM, data_hamiltonian: Callable, v) -> jax.Array:

@@ -30,8 +30,7 @@ entropy S(t) decreases to its equilibrium value (Vanchurin's dS/dt ≤ 0, eq. (7
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import diffrax as dfx
@@ -40,14 +39,26 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 import jax.tree_util as jtu
-import lineax as lx
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
 from .._discrete import num_paths
+from .._flows import GradientFlow
 from .._gradient_flow import check_times
-from .._misc import NonFiniteError, check_positive, checked_loss, split_params
-from .._trajectory import Trajectory
+from .._misc import (
+    check_bool,
+    check_integer,
+    check_nonempty_leaves,
+    check_positive,
+    check_real,
+    checked_loss,
+    progress_enabled,
+    split_params,
+    timed,
+)
+from .._observables import AbstractObservable, as_observables
+from .._sde import SDEState, _sde_resume, _sde_solve, _SDEProblem, check_sde_run
+from .._trajectory import Trajectory, restore_state
 
 
 def langevin(
@@ -60,111 +71,157 @@ def langevin(
     dt: float,
     ts: ArrayLike | None = None,
     num_saves: int = 101,
+    observables: Mapping[str, AbstractObservable | Callable] | None = None,
     save_params: bool = True,
+    max_steps: int = 1_000_000,
+    divergence_threshold: float = 1e8,
+    resume: Trajectory | None = None,
+    progress: bool | None = None,
 ) -> Trajectory:
-    """Integrate $dθ = -∇Φ\\,dt + \\sqrt{2T}\\,dW$ with Euler–Maruyama (diffrax).
+    """Integrate $dθ = -∇Φ\\,dt + \\sqrt{2T}\\,dW$ with Euler–Maruyama (diffrax), on
+    the machinery of [`dynlearn.sgd_sde`][] with the constant isotropic diffusion
+    $\\sqrt{2T}\\,I$.
 
     **Arguments:**
 
     - `loss_fn`, `params`: Φ and θ(0) as in [`dynlearn.gradient_flow`][]. With a
       batch of keys, `params` may carry a leading ensemble axis (see `key`).
-    - `temperature`: T ≥ 0 (T = 0 is plain gradient flow with Euler steps).
-    - `t1`, `ts`, `num_saves`, `save_params`: as [`dynlearn.gradient_flow`][].
+    - `temperature`: T ≥ 0 (T = 0 is gradient descent with lr = dt). It is traced:
+      a new temperature reuses the compiled program.
+    - `t1`, `ts`, `num_saves`, `observables`, `save_params`: as
+      [`dynlearn.gradient_flow`][].
     - `key`: a PRNG key, or a batch of M keys for an ensemble of M paths (vmapped; the
       arrays in the returned trajectory then have a leading path axis). If `params`
       already has a leading axis of length M on every leaf, each path starts from its
       own θ(0); otherwise all paths start from `params`.
-    - `dt`: the fixed step. Euler–Maruyama's stationary law is biased at O(dt):
-      compare with `quadratic_equilibrium(A, T, dt=dt)` for the exact discrete one.
+    - `dt`: the fixed step, on the grid $t_j = j·dt$ (the last step ends at `t1`).
+      Euler–Maruyama's stationary law is biased at O(dt): compare with
+      `quadratic_equilibrium(A, T, dt=dt)` for the exact discrete one. It is stable
+      only for $dt·λ_{max}(∇^2Φ) < 2$.
+    - `max_steps`: the step budget; a run that needs more steps than this (t1/dt) is
+      refused before it starts.
+    - `divergence_threshold`: stop when a parameter exceeds it in magnitude or
+      becomes non-finite, and raise a [`dynlearn.DivergenceError`][] with `.t`,
+      `.step` (the first bad time and its step) and the trajectory up to that time.
+    - `resume`: a trajectory of an earlier run (or a loaded checkpoint) with the same
+      `dt` and key: continue from its final time to `t1`, bit for bit equal to the
+      uninterrupted run. `key` may then be omitted.
+    - `progress`: show a progress meter (diffrax's tqdm meter); `None` means the
+      default of [`dynlearn.show_progress`][] (off).
 
-    **Returns:** a [`dynlearn.Trajectory`][] (`loss` = Φ at the save times).
+    The Brownian increment of the step $[t_j, t_{j+1}]$ is drawn from the key and the
+    two times alone (`diffrax.UnsafeBrownianPath`), so a resumed run draws exactly the
+    noise of the straight one.
+
+    **Returns:** a [`dynlearn.Trajectory`][] (`loss` = Φ at the save times,
+    `observables["grad_norm"]` = ‖∇Φ‖) whose `state` resumes the run.
     """
-    check_positive("t1", t1)
     check_positive("dt", dt)
-    if not (np.isfinite(temperature) and temperature >= 0):
+    if not (
+        np.ndim(temperature) == 0 and np.isfinite(temperature) and temperature >= 0
+    ):
         raise ValueError(f"`temperature` must be finite and >= 0, got {temperature}.")
+    check_bool("save_params", save_params)
+    progress = progress_enabled(progress)
+    check_integer("max_steps", max_steps)
+    thr = check_real("divergence_threshold", divergence_threshold)
+    if not thr > 0:
+        raise ValueError(
+            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
+            f"off), got {divergence_threshold!r}."
+        )
+    t_start, y_resume = 0.0, None
+    if resume is not None:
+        t_start, y_resume, saved_key = _sde_resume(resume)
+        key = saved_key if key is None else key
+        if ts is None:
+            ts = np.linspace(t_start, float(t1), num_saves)
+    else:
+        check_positive("t1", t1)
     if key is None:
-        raise TypeError("langevin needs a PRNG key: key=jax.random.key(0).")
-    ts_np = check_times(0.0, t1, ts, num_saves)
+        raise TypeError(
+            "langevin needs a PRNG key for the Brownian motion: "
+            "key=jax.random.key(0), or jax.random.split(key, M) for an ensemble of M "
+            "paths."
+        )
+    ts_np = check_times(t_start, t1, ts, num_saves)
+    j0 = int(round(t_start / dt))
+    if resume is not None and abs(j0 * dt - t_start) > 1e-9 * max(1.0, t_start):
+        raise ValueError(
+            f"resume: the checkpoint's time {t_start:g} is not on the grid j·dt of "
+            f"dt = {dt:g}; resume with the dt of the run that wrote it."
+        )
+    n_steps = int(math.ceil((float(t1) - j0 * dt) / dt - 1e-9))
+    if n_steps > max_steps:
+        raise ValueError(
+            f"langevin: t1 = {t1:g} at dt = {dt:g} needs {n_steps} steps, more than "
+            f"max_steps = {max_steps}. Raise dt or max_steps, or shorten t1."
+        )
     m = num_paths(key)
     dynamic, static = split_params(params)
+    check_nonempty_leaves(dynamic)
     leaves = jtu.tree_leaves(dynamic)
     per_path = m is not None and all(
         leaf.ndim >= 1 and leaf.shape[0] == m for leaf in leaves
     )
     one = jtu.tree_map(lambda a: a[0], dynamic) if per_path else dynamic
     checked_loss(loss_fn, eqx.combine(one, static))
-    phi = lambda d: loss_fn(eqx.combine(d, static))  # noqa: E731
-    scale = math.sqrt(2.0 * temperature)
-    shape = jtu.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), one)
-
-    def drift(t, y, args):
-        return jtu.tree_map(jnp.negative, jax.grad(phi)(y))
-
-    def diffusion(t, y, args):
-        return lx.FunctionLinearOperator(
-            lambda w: jtu.tree_map(lambda x: scale * x, w), shape
-        )
-
-    def save_fn(t, y, args):
-        return (y if save_params else None), phi(y)
-
-    nsteps = int(math.ceil(t1 / dt - 1e-9))
-
-    def run(y0, key):
-        bm = dfx.UnsafeBrownianPath(shape=shape, key=key)
-        terms = dfx.MultiTerm(dfx.ODETerm(drift), dfx.ControlTerm(diffusion, bm))
-        sol = dfx.diffeqsolve(
-            terms,
-            dfx.Euler(),
-            0.0,
-            t1,
-            t1 / nsteps,
-            y0,
-            saveat=dfx.SaveAt(
-                subs=[
-                    dfx.SubSaveAt(ts=ts_np, fn=save_fn),
-                    dfx.SubSaveAt(t1=True, fn=lambda t, y, args: y),
-                ]
-            ),
-            max_steps=nsteps + 16,
-            adjoint=dfx.ForwardMode(),
-        )
-        return sol.ys
-
-    if m is not None:
-        run = jax.vmap(run, in_axes=(0 if per_path else None, 0))
-    tic = time.perf_counter()
-    compiled = jax.jit(run).lower(dynamic, key).compile()
-    compile_time = time.perf_counter() - tic
-    tic = time.perf_counter()
-    (p_saved, loss_saved), final = jax.block_until_ready(compiled(dynamic, key))
-    run_time = time.perf_counter() - tic
-    final = jtu.tree_map(lambda a: a[0] if m is None else a[:, 0], final)
+    if y_resume is not None:
+        template = one if m is None else jax.vmap(lambda _: one)(jnp.arange(m))
+        dynamic = restore_state(y_resume, template, "langevin")
+    dtype = jtu.tree_leaves(dynamic)[0].dtype
+    grid = np.minimum(dt * np.arange(j0, j0 + n_steps + 1), float(t1))
+    grid[-1] = float(t1)
+    problem = _SDEProblem(
+        loss_fn=loss_fn,
+        static=static,
+        flow=GradientFlow(),
+        solver=dfx.Euler(),
+        observables=as_observables(observables),
+        scale=jnp.asarray(jnp.sqrt(2.0 * jnp.asarray(temperature)), dtype),
+        n=0,
+        save_params=save_params,
+        progress=progress,
+        ensemble=m is not None,
+        resumed_ensemble=m is not None and (per_path or y_resume is not None),
+        takes_data=False,
+        isotropic=True,
+    )
+    out, compile_time, run_time = timed(
+        _sde_solve,
+        problem,
+        dynamic,
+        key,
+        None,
+        jnp.asarray(grid, dtype),
+        jnp.asarray(ts_np, dtype),
+        jnp.asarray(thr, dtype),
+    )
+    ((p_saved, loss_saved, obs_saved), final), num_steps = out
+    t_final, final = jtu.tree_map(lambda a: a[0] if m is None else a[:, 0], final)
+    method = f"langevin[T={float(temperature):g}, Euler-Maruyama]"
     traj = Trajectory(
         ts=jnp.asarray(ts_np),
         params=eqx.combine(p_saved, static) if save_params else None,
         loss=loss_saved,
-        observables={},
+        observables=obs_saved,
         final_params=eqx.combine(final, static),
         stats={
-            "method": f"langevin[T={temperature:g}, Euler-Maruyama]",
+            "method": method,
             "num_paths": 1 if m is None else m,
-            "num_steps": nsteps,
-            "dt": float(t1 / nsteps),
+            "num_steps": int(np.max(np.asarray(num_steps))),
+            "dt": float(dt),
             "compile_time": compile_time,
             "run_time": run_time,
         },
+        state=SDEState(t=t_final, y=final, key=key),
     )
-    if not bool(jnp.all(jnp.isfinite(loss_saved))):
-        err = NonFiniteError(
-            "langevin: the SDE solution became non-finite; reduce dt (Euler–Maruyama "
-            "is unstable for dt·λ_max(∇²Φ) > 2). The trajectory is attached as "
-            "error.trajectory."
-        )
-        err.trajectory = traj
-        raise err
-    return traj
+    return check_sde_run(
+        traj, final, t_final, loss_saved, t1=t1, dt=dt, grid=grid, j0=j0, thr=thr,
+        ensemble=m is not None, name="langevin",
+        remedy="Euler–Maruyama is unstable for dt·λ_max(∇²Φ) > 2: reduce dt, or "
+        "check the loss for overflow.",
+    )  # fmt: skip
 
 
 class Thermodynamics(NamedTuple):
