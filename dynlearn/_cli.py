@@ -586,6 +586,8 @@ def run_one(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # interrupted: never renamed
         raise
+    finally:
+        _free_compiled_programs()
     files = sorted(p.name for p in dest.iterdir())
     print(
         f"[dynlearn] {name}: {headline['text']} — {_held_word(headline['held'])}",
@@ -596,6 +598,19 @@ def run_one(
         flush=True,
     )
     return record
+
+
+def _free_compiled_programs() -> None:
+    """Drop the scenario's compiled programs. Each XLA CPU executable holds its own
+    memory mappings; a process that keeps the programs of every scenario of
+    `run all` approaches the kernel's limit on mappings per process
+    (`vm.max_map_count`, 65530 by default), where XLA aborts."""
+    import gc
+
+    import jax
+
+    jax.clear_caches()
+    gc.collect()
 
 
 def _cache_dir() -> Path:
