@@ -32,6 +32,7 @@ from ._misc import (
     UNDEFINED_LOSS,
     NonFiniteError,
     check_bool,
+    check_divergence_threshold,
     check_integer,
     check_real,
     checked_loss,
@@ -558,13 +559,7 @@ def iterate(
     check_bool("throw", throw)
     progress = progress_enabled(progress)
     if not _is_traced(divergence_threshold):
-        thr = check_real("divergence_threshold", divergence_threshold)
-        if not thr > 0:
-            raise ValueError(
-                "divergence_threshold must be a number > 0 (float('inf') turns the "
-                "guard off; non-finite values always stop the run), got "
-                f"{divergence_threshold!r}."
-            )
+        check_divergence_threshold(divergence_threshold)
     method = stepper.describe() if method is None else method
     dynamic, static = split_params(params)
     minibatch = data is not None

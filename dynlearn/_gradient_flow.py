@@ -20,6 +20,7 @@ from ._misc import (
     UNDEFINED_LOSS,
     NonFiniteError,
     check_bool,
+    check_divergence_threshold,
     check_integer,
     check_nonempty_leaves,
     check_positive,
@@ -209,12 +210,7 @@ def gradient_flow(
     rtol, atol = check_tolerances(rtol, atol)
     if dt0 is not None:
         check_positive("dt0", dt0)
-    threshold = check_real("divergence_threshold", divergence_threshold)
-    if not threshold > 0:  # NaN would switch the guard off silently
-        raise ValueError(
-            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
-            f"off; non-finite states are always caught), got {divergence_threshold!r}."
-        )
+    threshold = check_divergence_threshold(divergence_threshold)
     if progress_meter is not None and not isinstance(
         progress_meter, dfx.AbstractProgressMeter
     ):

@@ -280,6 +280,20 @@ def check_real(name: str, value: Any) -> float:
         ) from None
 
 
+def check_divergence_threshold(value: Any) -> float:
+    """The divergence guard's threshold on max |θ| as a float > 0, or a ValueError
+    (NaN would switch the guard off silently; `float('inf')` turns it off on
+    purpose, and non-finite values always stop a run)."""
+    thr = check_real("divergence_threshold", value)
+    if not thr > 0:
+        raise ValueError(
+            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
+            "off; non-finite values always stop the run), got "
+            f"{value!r}."
+        )
+    return thr
+
+
 def check_positive(name: str, value: Any) -> None:
     """Raise a TypeError unless `value` is a real number (see `check_real`) and a
     ValueError unless it is finite and > 0."""

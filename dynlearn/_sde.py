@@ -37,10 +37,10 @@ from ._misc import (
     UNDEFINED_LOSS,
     NonFiniteError,
     check_bool,
+    check_divergence_threshold,
     check_integer,
     check_nonempty_leaves,
     check_positive,
-    check_real,
     checked_loss,
     progress_enabled,
     split_params,
@@ -127,25 +127,10 @@ def sgd_sde(
     check_bool("save_params", save_params)
     progress = progress_enabled(progress)
     check_integer("max_steps", max_steps)
-    thr = check_real("divergence_threshold", divergence_threshold)
-    if not thr > 0:
-        raise ValueError(
-            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
-            f"off), got {divergence_threshold!r}."
-        )
-    j0 = int(round(t_start / dt))
-    if resume is not None and abs(j0 * dt - t_start) > 1e-9 * max(1.0, t_start):
-        raise ValueError(
-            f"resume: the checkpoint's time {t_start:g} is not on the grid j·dt of "
-            f"dt = {dt:g}; resume with the dt of the run that wrote it."
-        )
-    n_steps = int(math.ceil((float(t1) - j0 * dt) / dt - 1e-9))
-    if n_steps > max_steps:
-        raise ValueError(
-            f"sgd_sde: t1 = {t1:g} at dt = {dt:g} needs {n_steps} steps, more than "
-            f"max_steps = {max_steps}. Raise dt (default lr/4) or max_steps, or "
-            "shorten t1."
-        )
+    thr = check_divergence_threshold(divergence_threshold)
+    j0, n_steps = step_grid(
+        "sgd_sde", t_start, t1, dt, max_steps, resume is not None, "dt (default lr/4)"
+    )
     if key is None:
         raise TypeError(
             "sgd_sde needs a PRNG key for the Brownian motion: key=jax.random.key(0), "
@@ -226,6 +211,34 @@ def sgd_sde(
         ensemble=n_paths is not None, name="sgd_sde",
         remedy="Reduce dt or lr, or check the loss for overflow.",
     )  # fmt: skip
+
+
+def step_grid(
+    name: str,
+    t_start: float,
+    t1: float,
+    dt: float,
+    max_steps: int,
+    resumed: bool,
+    dt_hint: str = "dt",
+) -> tuple[int, int]:
+    """The fixed-step grid t_j = j·dt of an SDE run from `t_start` to `t1`: the first
+    index j0 and the number of steps. A resumed run must start on the grid of the
+    run that wrote the checkpoint, and the steps must fit in `max_steps`; each is a
+    ValueError naming the remedy."""
+    j0 = int(round(t_start / dt))
+    if resumed and abs(j0 * dt - t_start) > 1e-9 * max(1.0, t_start):
+        raise ValueError(
+            f"resume: the checkpoint's time {t_start:g} is not on the grid j·dt of "
+            f"dt = {dt:g}; resume with the dt of the run that wrote it."
+        )
+    n_steps = int(math.ceil((float(t1) - j0 * dt) / dt - 1e-9))
+    if n_steps > max_steps:
+        raise ValueError(
+            f"{name}: t1 = {t1:g} at dt = {dt:g} needs {n_steps} steps, more than "
+            f"max_steps = {max_steps}. Raise {dt_hint} or max_steps, or shorten t1."
+        )
+    return j0, n_steps
 
 
 def check_sde_run(

@@ -29,7 +29,6 @@ entropy S(t) decreases to its equilibrium value (Vanchurin's dS/dt ≤ 0, eq. (7
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -47,17 +46,24 @@ from .._flows import GradientFlow
 from .._gradient_flow import check_times
 from .._misc import (
     check_bool,
+    check_divergence_threshold,
     check_integer,
     check_nonempty_leaves,
     check_positive,
-    check_real,
     checked_loss,
     progress_enabled,
     split_params,
     timed,
 )
 from .._observables import AbstractObservable, as_observables
-from .._sde import SDEState, _sde_resume, _sde_solve, _SDEProblem, check_sde_run
+from .._sde import (
+    SDEState,
+    _sde_resume,
+    _sde_solve,
+    _SDEProblem,
+    check_sde_run,
+    step_grid,
+)
 from .._trajectory import Trajectory, restore_state
 
 
@@ -124,12 +130,7 @@ def langevin(
     check_bool("save_params", save_params)
     progress = progress_enabled(progress)
     check_integer("max_steps", max_steps)
-    thr = check_real("divergence_threshold", divergence_threshold)
-    if not thr > 0:
-        raise ValueError(
-            "divergence_threshold must be a number > 0 (float('inf') turns the guard "
-            f"off), got {divergence_threshold!r}."
-        )
+    thr = check_divergence_threshold(divergence_threshold)
     t_start, y_resume = 0.0, None
     if resume is not None:
         t_start, y_resume, saved_key = _sde_resume(resume)
@@ -145,18 +146,7 @@ def langevin(
             "paths."
         )
     ts_np = check_times(t_start, t1, ts, num_saves)
-    j0 = int(round(t_start / dt))
-    if resume is not None and abs(j0 * dt - t_start) > 1e-9 * max(1.0, t_start):
-        raise ValueError(
-            f"resume: the checkpoint's time {t_start:g} is not on the grid j·dt of "
-            f"dt = {dt:g}; resume with the dt of the run that wrote it."
-        )
-    n_steps = int(math.ceil((float(t1) - j0 * dt) / dt - 1e-9))
-    if n_steps > max_steps:
-        raise ValueError(
-            f"langevin: t1 = {t1:g} at dt = {dt:g} needs {n_steps} steps, more than "
-            f"max_steps = {max_steps}. Raise dt or max_steps, or shorten t1."
-        )
+    j0, n_steps = step_grid("langevin", t_start, t1, dt, max_steps, resume is not None)
     m = num_paths(key)
     dynamic, static = split_params(params)
     check_nonempty_leaves(dynamic)
