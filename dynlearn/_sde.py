@@ -176,19 +176,10 @@ def sgd_sde(
             else jax.vmap(lambda _: dynamic)(jnp.arange(n_paths))
         )
         dynamic = restore_state(y_resume, template, "sgd_sde")
-    out, compile_time, run_time = timed(
-        _sde_solve,
-        problem,
-        dynamic,
-        key,
-        data,
-        jnp.asarray(grid, dtype),
-        jnp.asarray(ts_np, dtype),
-        jnp.asarray(thr, dtype),
+    saved, (t_final, final), num_steps, compile_time, run_time = run_sde(
+        problem, dynamic, key, data, grid, ts_np, thr, dtype, ensemble=n_paths
     )
-    ((p_saved, loss_saved, obs_saved), final), num_steps = out
-    t_final, final = jtu.tree_map(lambda a: a[0] if n_paths is None else a[:, 0], final)
-    num_steps = int(np.max(np.asarray(num_steps)))
+    p_saved, loss_saved, obs_saved = saved
     m = 1 if n_paths is None else n_paths
     traj = Trajectory(
         ts=jnp.asarray(ts_np),
@@ -211,6 +202,26 @@ def sgd_sde(
         ensemble=n_paths is not None, name="sgd_sde",
         remedy="Reduce dt or lr, or check the loss for overflow.",
     )  # fmt: skip
+
+
+def run_sde(problem, y0, key, data, grid, ts, threshold, dtype, *, ensemble):
+    """Run the compiled SDE solve on the time grid `grid`, saving at `ts`. Returns
+    the saves `(params, loss, observables)`, the final `(t, params)` (per path for
+    an ensemble of `ensemble` paths, else of the one path), the largest number of
+    steps a path took, and the compile and run times in seconds."""
+    out, compile_time, run_time = timed(
+        _sde_solve,
+        problem,
+        y0,
+        key,
+        data,
+        jnp.asarray(grid, dtype),
+        jnp.asarray(ts, dtype),
+        jnp.asarray(threshold, dtype),
+    )
+    (saved, final), num_steps = out
+    final = jtu.tree_map(lambda a: a[0] if ensemble is None else a[:, 0], final)
+    return saved, final, int(np.max(np.asarray(num_steps))), compile_time, run_time
 
 
 def step_grid(

@@ -53,15 +53,14 @@ from .._misc import (
     checked_loss,
     progress_enabled,
     split_params,
-    timed,
 )
 from .._observables import AbstractObservable, as_observables
 from .._sde import (
     SDEState,
     _sde_resume,
-    _sde_solve,
     _SDEProblem,
     check_sde_run,
+    run_sde,
     step_grid,
 )
 from .._trajectory import Trajectory, restore_state
@@ -177,18 +176,10 @@ def langevin(
         takes_data=False,
         isotropic=True,
     )
-    out, compile_time, run_time = timed(
-        _sde_solve,
-        problem,
-        dynamic,
-        key,
-        None,
-        jnp.asarray(grid, dtype),
-        jnp.asarray(ts_np, dtype),
-        jnp.asarray(thr, dtype),
+    saved, (t_final, final), num_steps, compile_time, run_time = run_sde(
+        problem, dynamic, key, None, grid, ts_np, thr, dtype, ensemble=m
     )
-    ((p_saved, loss_saved, obs_saved), final), num_steps = out
-    t_final, final = jtu.tree_map(lambda a: a[0] if m is None else a[:, 0], final)
+    p_saved, loss_saved, obs_saved = saved
     method = f"langevin[T={float(temperature):g}, Euler-Maruyama]"
     traj = Trajectory(
         ts=jnp.asarray(ts_np),
@@ -199,7 +190,7 @@ def langevin(
         stats={
             "method": method,
             "num_paths": 1 if m is None else m,
-            "num_steps": int(np.max(np.asarray(num_steps))),
+            "num_steps": num_steps,
             "dt": float(dt),
             "compile_time": compile_time,
             "run_time": run_time,
