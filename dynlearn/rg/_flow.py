@@ -329,7 +329,8 @@ def train_thermometer(
       so flip-invariant features such as |m| are one layer away. An odd activation
       (tanh) with the MLP's zero initial biases makes f odd, f(−s) = −f(s), and then
       the symmetrised probabilities start exactly uniform for two classes: training
-      begins at a saddle and, measured on 8×8 Ising data, stalls there for some seeds.
+      begins at a saddle and, on 8×8 Ising data, can stay near it for the whole
+      run, depending on the seed.
     - `steps`, `batch_size`: optimizer steps (the step count at the end of the run,
       as in [`dynlearn.iterate`][]) and minibatch size.
     - `learning_rate`: for the default optimizer `optax.adam(learning_rate)`.
