@@ -154,8 +154,6 @@ def sgd_sde(
     else:
         factor = (n - batch_size) / (batch_size * (n - 1))
     dtype = jtu.tree_leaves(dynamic)[0].dtype
-    grid = np.minimum(dt * np.arange(j0, j0 + n_steps + 1), float(t1))
-    grid[-1] = float(t1)
     problem = _SDEProblem(
         loss_fn=loss_fn,
         static=static,
@@ -176,39 +174,39 @@ def sgd_sde(
             else jax.vmap(lambda _: dynamic)(jnp.arange(n_paths))
         )
         dynamic = restore_state(y_resume, template, "sgd_sde")
-    saved, (t_final, final), num_steps, compile_time, run_time = run_sde(
-        problem, dynamic, key, data, grid, ts_np, thr, dtype, ensemble=n_paths
-    )
-    p_saved, loss_saved, obs_saved = saved
-    m = 1 if n_paths is None else n_paths
-    traj = Trajectory(
-        ts=jnp.asarray(ts_np),
-        params=eqx.combine(p_saved, static) if save_params else None,
-        loss=loss_saved,
-        observables=obs_saved,
-        final_params=eqx.combine(final, static),
-        stats={
-            "method": f"sgd_sde[order={order}, {type(solver).__name__}]",
-            "num_paths": m,
-            "num_steps": num_steps,
-            "dt": float(dt),
-            "compile_time": compile_time,
-            "run_time": run_time,
-        },
-        state=SDEState(t=t_final, y=final, key=key),
-    )
-    return check_sde_run(
-        traj, final, t_final, loss_saved, t1=t1, dt=dt, grid=grid, j0=j0, thr=thr,
-        ensemble=n_paths is not None, name="sgd_sde",
+    return run_sde(
+        problem, dynamic, key, data, t1=t1, dt=dt, j0=j0, n_steps=n_steps, ts=ts_np,
+        threshold=thr, num_paths=n_paths,
+        method=f"sgd_sde[order={order}, {type(solver).__name__}]", name="sgd_sde",
         remedy="Reduce dt or lr, or check the loss for overflow.",
     )  # fmt: skip
 
 
-def run_sde(problem, y0, key, data, grid, ts, threshold, dtype, *, ensemble):
-    """Run the compiled SDE solve on the time grid `grid`, saving at `ts`. Returns
-    the saves `(params, loss, observables)`, the final `(t, params)` (per path for
-    an ensemble of `ensemble` paths, else of the one path), the largest number of
-    steps a path took, and the compile and run times in seconds."""
+def run_sde(
+    problem: _SDEProblem,
+    y0: Any,
+    key: Any,
+    data: Any,
+    *,
+    t1: float,
+    dt: float,
+    j0: int,
+    n_steps: int,
+    ts: np.ndarray,
+    threshold: float,
+    num_paths: int | None,
+    method: str,
+    name: str,
+    remedy: str,
+) -> Trajectory:
+    """Run the compiled fixed-step SDE solve on the grid t_j = j·dt, j = j0 …
+    j0 + n_steps (the last step clipped to `t1`), saving at `ts`, for one path or
+    an ensemble of `num_paths`. Returns its [`dynlearn.Trajectory`][], whose state
+    resumes the run; raises as `check_sde_run` does for a diverged run or a
+    non-finite loss (`name` and `remedy` word the error)."""
+    dtype = jtu.tree_leaves(y0)[0].dtype
+    grid = np.minimum(dt * np.arange(j0, j0 + n_steps + 1), float(t1))
+    grid[-1] = float(t1)
     out, compile_time, run_time = timed(
         _sde_solve,
         problem,
@@ -219,9 +217,31 @@ def run_sde(problem, y0, key, data, grid, ts, threshold, dtype, *, ensemble):
         jnp.asarray(ts, dtype),
         jnp.asarray(threshold, dtype),
     )
-    (saved, final), num_steps = out
-    final = jtu.tree_map(lambda a: a[0] if ensemble is None else a[:, 0], final)
-    return saved, final, int(np.max(np.asarray(num_steps))), compile_time, run_time
+    ((p_saved, loss_saved, obs_saved), final), num_steps = out
+    t_final, final = jtu.tree_map(
+        lambda a: a[0] if num_paths is None else a[:, 0], final
+    )
+    static = problem.static
+    traj = Trajectory(
+        ts=jnp.asarray(ts),
+        params=eqx.combine(p_saved, static) if problem.save_params else None,
+        loss=loss_saved,
+        observables=obs_saved,
+        final_params=eqx.combine(final, static),
+        stats={
+            "method": method,
+            "num_paths": 1 if num_paths is None else num_paths,
+            "num_steps": int(np.max(np.asarray(num_steps))),
+            "dt": float(dt),
+            "compile_time": compile_time,
+            "run_time": run_time,
+        },
+        state=SDEState(t=t_final, y=final, key=key),
+    )
+    return check_sde_run(
+        traj, final, t_final, loss_saved, t1=t1, dt=dt, grid=grid, j0=j0,
+        thr=threshold, ensemble=num_paths is not None, name=name, remedy=remedy,
+    )  # fmt: skip
 
 
 def step_grid(

@@ -56,10 +56,8 @@ from .._misc import (
 )
 from .._observables import AbstractObservable, as_observables
 from .._sde import (
-    SDEState,
     _sde_resume,
     _SDEProblem,
-    check_sde_run,
     run_sde,
     step_grid,
 )
@@ -159,8 +157,6 @@ def langevin(
         template = one if m is None else jax.vmap(lambda _: one)(jnp.arange(m))
         dynamic = restore_state(y_resume, template, "langevin")
     dtype = jtu.tree_leaves(dynamic)[0].dtype
-    grid = np.minimum(dt * np.arange(j0, j0 + n_steps + 1), float(t1))
-    grid[-1] = float(t1)
     problem = _SDEProblem(
         loss_fn=loss_fn,
         static=static,
@@ -176,30 +172,10 @@ def langevin(
         takes_data=False,
         isotropic=True,
     )
-    saved, (t_final, final), num_steps, compile_time, run_time = run_sde(
-        problem, dynamic, key, None, grid, ts_np, thr, dtype, ensemble=m
-    )
-    p_saved, loss_saved, obs_saved = saved
-    method = f"langevin[T={float(temperature):g}, Euler-Maruyama]"
-    traj = Trajectory(
-        ts=jnp.asarray(ts_np),
-        params=eqx.combine(p_saved, static) if save_params else None,
-        loss=loss_saved,
-        observables=obs_saved,
-        final_params=eqx.combine(final, static),
-        stats={
-            "method": method,
-            "num_paths": 1 if m is None else m,
-            "num_steps": num_steps,
-            "dt": float(dt),
-            "compile_time": compile_time,
-            "run_time": run_time,
-        },
-        state=SDEState(t=t_final, y=final, key=key),
-    )
-    return check_sde_run(
-        traj, final, t_final, loss_saved, t1=t1, dt=dt, grid=grid, j0=j0, thr=thr,
-        ensemble=m is not None, name="langevin",
+    return run_sde(
+        problem, dynamic, key, None, t1=t1, dt=dt, j0=j0, n_steps=n_steps, ts=ts_np,
+        threshold=thr, num_paths=m,
+        method=f"langevin[T={float(temperature):g}, Euler-Maruyama]", name="langevin",
         remedy="Euler–Maruyama is unstable for dt·λ_max(∇²Φ) > 2: reduce dt, or "
         "check the loss for overflow.",
     )  # fmt: skip
