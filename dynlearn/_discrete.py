@@ -24,6 +24,20 @@ from ._observables import AbstractObservable
 from ._trajectory import Trajectory
 
 
+def _stepper(lr, optimizer, time_per_step=None) -> AbstractStepper:
+    """The step rule of `gradient_descent` and `sgd`: plain GD at `lr`, or the optax
+    `optimizer`; its time per step is `lr` unless `time_per_step` is given."""
+    if optimizer is None:
+        if time_per_step is None:
+            return GradientDescent(lr=lr)
+        return Optax(optax.sgd(lr), dt=time_per_step)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            f"optimizer must be an optax.GradientTransformation, got {type(optimizer)}."
+        )
+    return Optax(optimizer, dt=lr if time_per_step is None else time_per_step)
+
+
 def gradient_descent(
     loss_fn: LossFn,
     params: Params,
@@ -76,21 +90,10 @@ def gradient_descent(
     lr = _check_rate("lr", lr)
     if time_per_step is not None:
         time_per_step = _check_rate("time_per_step", time_per_step)
-    if optimizer is None:
-        stepper: AbstractStepper = GradientDescent(lr=lr)
-        if time_per_step is not None:
-            stepper = Optax(optax.sgd(lr), dt=time_per_step)
-    else:
-        if not isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError(
-                f"optimizer must be an optax.GradientTransformation, got "
-                f"{type(optimizer)}."
-            )
-        stepper = Optax(optimizer, dt=lr if time_per_step is None else time_per_step)
     return iterate(
         loss_fn,
         params,
-        stepper,
+        _stepper(lr, optimizer, time_per_step),
         steps,
         args=args,
         save_every=save_every,
@@ -147,18 +150,10 @@ def sgd(
             "sgd needs a PRNG key for the minibatch draws: key=jax.random.key(0), or "
             "jax.random.split(key, M) for an ensemble of M runs."
         )
-    if optimizer is None:
-        stepper: AbstractStepper = GradientDescent(lr=lr)
-    elif not isinstance(optimizer, optax.GradientTransformation):
-        raise TypeError(
-            f"optimizer must be an optax.GradientTransformation, got {type(optimizer)}."
-        )
-    else:
-        stepper = Optax(optimizer, dt=lr)
     return iterate(
         loss_fn,
         params,
-        stepper,
+        _stepper(lr, optimizer),
         steps,
         data=data,
         batch_size=batch_size,
