@@ -16,7 +16,9 @@ A scenario is a plain Python file `scenarios/NAME.py` that defines
 - `run(config: dict, out: pathlib.Path) -> dict`: does the work, writes plots into
   `out`, and returns the metrics,
 - `headline(metrics: dict) -> tuple[str, bool | None]`: the scenario's claim stated
-  from its metrics, and whether it held (`None` for benchmarks that assert nothing).
+  from its metrics, and whether it held (`None` for benchmarks that assert nothing),
+- optionally `RUN_ALONE = True`: its results are wall-time ratios, so `run all`
+  gives it the machine to itself.
 
 The scenarios ship inside the wheel (as `dynlearn/_scenarios/`); an editable install
 uses the checkout's `scenarios/`; `--scenarios DIR` or `$DYNLEARN_SCENARIOS` override
@@ -28,6 +30,11 @@ the provenance: dynlearn and JAX versions, git commit, UTC time, device). A run 
 written to a hidden sibling folder and renamed over `DIR/NAME/` only when it is
 complete, so no stale file of an earlier run survives. A failed run leaves
 `DIR/NAME/FAILED` (the error and its traceback) and no `metrics.json`.
+
+`run all` runs `--jobs` scenarios at a time (default: one per CPU core, at most 4),
+each in its own process; a scenario's output is printed as one block when it ends.
+`RUN_ALONE` scenarios run last, one at a time. `--jobs 1` runs them one after another
+in this process.
 
 Exit status: 0 success, 1 a scenario failed, 2 a usage error (caught before any
 scenario starts), 130 interrupted (Ctrl-C).
@@ -728,6 +735,12 @@ def _cmd_run(args: argparse.Namespace, found: dict[str, Path]) -> int:
                     file=sys.stderr,
                 )
 
+    jobs = _default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise CLIError(f"--jobs must be a positive integer, got {jobs}.")
+    if len(modules) > 1 and jobs > 1:
+        return _run_parallel(args, found, modules, overrides, broken, out_root, jobs)
+
     _configure_jax(args.float32, cache=not args.no_cache)
     import dynlearn
 
@@ -775,6 +788,167 @@ def _cmd_run(args: argparse.Namespace, found: dict[str, Path]) -> int:
     if len(names) > 1:
         print()
         print(_summary(rows))
+    if failed:
+        print(
+            f"dynlearn: {len(failed)} scenario(s) failed: {', '.join(failed)}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _default_jobs() -> int:
+    """One scenario per CPU core available to this process, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _previous_wall(folder: Path) -> float:
+    """The wall time of an earlier run in `folder` (0 if none): `run all` starts the
+    longest scenarios first, so that the last to finish are short."""
+    try:
+        return float(json.loads((folder / "metrics.json").read_text())["wall_time_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _child_command(
+    args: argparse.Namespace,
+    path: Path,
+    module: ModuleType,
+    overrides: dict[str, str],
+    out_root: Path,
+) -> list[str]:
+    """`python -m dynlearn run NAME ...` with this run's options, and the `--set`
+    keys that belong to NAME's CONFIG."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "dynlearn",
+        "--scenarios",
+        str(path.parent),
+        "run",
+        path.stem,
+        "--out",
+        str(out_root),
+        "--no-progress",
+    ]
+    cmd += ["--quick"] if args.quick else []
+    cmd += ["--smoke"] if args.smoke else []
+    cmd += ["--float32"] if args.float32 else []
+    cmd += ["--no-cache"] if args.no_cache else []
+    for key, text in overrides.items():
+        if key.partition(".")[0] in module.CONFIG:
+            cmd += ["--set", f"{key}={text}"]
+    return cmd
+
+
+def _finished_row(name: str, dest: Path, code: int, wall: float) -> tuple:
+    """The summary row of a scenario run by a child process, from what it left in
+    its results folder."""
+    if code == 0:
+        try:
+            rec = json.loads((dest / "metrics.json").read_text())
+            h = rec["headline"]
+            return (name, rec["wall_time_s"], _held_word(h["held"]), h["text"])
+        except (OSError, ValueError, KeyError) as e:
+            return (name, wall, "FAILED", f"no readable metrics.json ({e})")
+    failed = dest / "FAILED"
+    why = f"exit status {code}"
+    if code < 0:
+        why = f"killed by signal {-code}"
+    if failed.is_file():
+        # first line: "NAME failed after T s: Error: message"
+        first = failed.read_text(encoding="utf-8").splitlines()[0]
+        why = first.split(": ", 1)[1] if ": " in first else first
+    return (name, wall, "FAILED", why)
+
+
+def _run_parallel(
+    args: argparse.Namespace,
+    found: dict[str, Path],
+    modules: dict[str, ModuleType],
+    overrides: dict[str, str],
+    broken: dict[str, str],
+    out_root: Path,
+    jobs: int,
+) -> int:
+    """Run the scenarios `jobs` at a time, each as `python -m dynlearn run NAME` in
+    its own process (a crash stays in its process), printing each one's output as a
+    block when it ends; `RUN_ALONE` scenarios run last, one at a time."""
+    alone = [n for n in modules if getattr(modules[n], "RUN_ALONE", False)]
+    shared = sorted(
+        (n for n in modules if n not in alone),
+        key=lambda n: -_previous_wall(out_root / n),
+    )
+    queue = shared + alone
+    total = len(queue)
+    print(
+        f"[dynlearn] running {total} scenarios, {jobs} at a time"
+        + (f" ({', '.join(alone)} alone, at the end)" if alone else ""),
+        flush=True,
+    )
+    rows: dict[str, tuple] = {n: (n, 0.0, "FAILED", why) for n, why in broken.items()}
+    running: dict[str, tuple[subprocess.Popen, Any, float]] = {}
+    out_root.mkdir(parents=True, exist_ok=True)
+    logs = Path(tempfile.mkdtemp(prefix=".logs-", dir=out_root))
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                n = queue[0]
+                if n in alone and running:
+                    break  # wait until the machine is free
+                queue.pop(0)
+                log = open(logs / f"{n}.log", "w+b")  # noqa: SIM115 (closed below)
+                cmd = _child_command(args, found[n], modules[n], overrides, out_root)
+                proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+                running[n] = (proc, log, time.perf_counter())
+                if n in alone:
+                    break
+            time.sleep(0.1)
+            for n, (proc, log, tic) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                del running[n]
+                log.seek(0)
+                sys.stdout.write(log.read().decode("utf-8", "replace"))
+                log.close()
+                rows[n] = _finished_row(
+                    n, out_root / n, code, time.perf_counter() - tic
+                )
+                ended = total - len(queue) - len(running)
+                print(
+                    f"[dynlearn] {ended}/{total} done"
+                    + (f"; running: {', '.join(running)}" if running else "")
+                    + "\n",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        for proc, _, _ in running.values():
+            proc.terminate()
+        for proc, _, _ in running.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print(
+            f"dynlearn: interrupted during {', '.join(running) or 'the last start'}; "
+            "their results were not written (each folder keeps any earlier complete "
+            "run).",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        for _, log, _ in running.values():
+            log.close()
+        shutil.rmtree(logs, ignore_errors=True)
+    order = [n for n in found if n in rows]
+    print(_summary([rows[n] for n in order]))
+    failed = [n for n in order if rows[n][2] == "FAILED"]
     if failed:
         print(
             f"dynlearn: {len(failed)} scenario(s) failed: {', '.join(failed)}",
@@ -1040,6 +1214,14 @@ def _parser(epilog: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentPars
         default=None,
         help="progress meters for the training runs (default: on when stderr is a "
         "terminal)",
+    )
+    p_run.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with 'all': scenarios run at a time, each in its own process (default: "
+        "one per CPU core, at most 4; 1: one after another in this process)",
     )
     p_run.add_argument(
         "--no-cache",

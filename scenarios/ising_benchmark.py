@@ -43,6 +43,10 @@ import numpy as np
 from dynlearn import plotting, rg
 
 
+# Its results are wall-time ratios: `dynlearn run all` runs it with no other
+# scenario beside it.
+RUN_ALONE = True
+
 CONFIG = {
     "seed": 0,
     "sizes": [16, 32, 64],

@@ -30,6 +30,10 @@ import dynlearn as dl
 from dynlearn import plotting
 
 
+# Its results are wall-time ratios: `dynlearn run all` runs it with no other
+# scenario beside it.
+RUN_ALONE = True
+
 CONFIG = {
     "seed": 0,
     # (width, depth, n_data) of each problem; inputs are 3-dimensional

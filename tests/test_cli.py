@@ -306,7 +306,8 @@ def test_run_all_ends_with_a_table_and_exits_1_on_a_failure(fake, capsys):
     (d / "fake_fail.py").write_text(FAKE.replace('"fail": False', '"fail": True', 1))
     (d / "fake_broken.py").write_text('raise ImportError("no such module")\n')
     code = _cli.main(
-        ["--scenarios", str(d), "run", "all", "--no-cache", "--out", str(out)]
+        ["--scenarios", str(d), "run", "all", "--no-cache", "--jobs", "1"]
+        + ["--out", str(out)]
     )
     assert code == 1
     table = capsys.readouterr().out.split("\n\n")[-1]
@@ -315,6 +316,60 @@ def test_run_all_ends_with_a_table_and_exits_1_on_a_failure(fake, capsys):
     assert re.search(r"^fake_fail\s+[\d.]+s\s+FAILED\s+ValueError", table, re.M)
     assert re.search(r"^fake_broken\s+[\d.]+s\s+FAILED\s+does not import", table, re.M)
     assert (out / "fake" / "metrics.json").exists()  # the others still ran
+
+
+TIMED = '''"""A fake scenario that records when it ran."""
+
+import time
+
+RUN_ALONE = {alone}
+CONFIG = {{"seed": 0}}
+HELP = {{"seed": "unused seed"}}
+
+
+def run(config, out):
+    start = time.time()
+    time.sleep(0.5)
+    return {{"start": start, "end": time.time()}}
+
+
+def headline(metrics):
+    return "timed", None
+'''
+
+
+def test_run_all_in_parallel_processes(fake, capsys):
+    """`--jobs 2`: every scenario runs in its own process and writes its results;
+    `--set` reaches only the scenarios that have the key; a failure and an import
+    error are rows of the table; a RUN_ALONE scenario starts after the others end."""
+    d, out = fake
+    (d / "fake_fail.py").write_text(FAKE.replace('"fail": False', '"fail": True', 1))
+    (d / "fake_broken.py").write_text('raise ImportError("no such module")\n')
+    for name in ("timed_a", "timed_b"):
+        (d / f"{name}.py").write_text(TIMED.format(alone=False))
+    (d / "timed_alone.py").write_text(TIMED.format(alone=True))
+    code = _cli.main(
+        ["--scenarios", str(d), "run", "all", "--no-cache", "--jobs", "2"]
+        + ["--out", str(out), "--set", "value=2.5"]
+    )
+    assert code == 1
+    printed = capsys.readouterr().out
+    assert "[dynlearn] fake (full):" in printed  # each child's output, as a block
+    table = printed.split("\n\n")[-1]
+    assert re.search(r"^fake\s+[\d.]+s\s+held\s+x = 2.5$", table, re.M)
+    assert re.search(r"^fake_fail\s+[\d.]+s\s+FAILED\s+ValueError", table, re.M)
+    assert re.search(r"^fake_broken\s+[\d.]+s\s+FAILED\s+does not import", table, re.M)
+    assert re.search(r"^timed_alone\s+[\d.]+s\s+\(benchmark\)\s+timed$", table, re.M)
+    assert (out / "fake_fail" / "FAILED").exists()
+    assert not (out / "fake_fail" / "metrics.json").exists()
+    times = {
+        n: json.loads((out / n / "metrics.json").read_text())["metrics"]
+        for n in ("timed_a", "timed_b", "timed_alone")
+    }
+    assert times["timed_alone"]["start"] >= max(
+        times["timed_a"]["end"], times["timed_b"]["end"]
+    )
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
 # --- show / compare ---------------------------------------------------------------
