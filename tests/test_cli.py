@@ -408,6 +408,7 @@ def test_show_of_a_folder_without_runs_exits_2(tmp_path, capsys):
 # --- a real scenario, through the console entry point ----------------------------
 
 
+@pytest.mark.slow
 def test_console_entry_runs_a_real_smoke_scenario(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     cmd = [sys.executable, "-m", "dynlearn", "run", "flow_vs_gd", "--smoke"]

@@ -30,6 +30,7 @@ def _small_mlp_problem(seed=0):
     return net, lambda m: 0.5 * jnp.mean((jax.vmap(m)(X) - Y) ** 2)
 
 
+@pytest.mark.slow
 def test_gd_converges_to_flow_order_1_and_to_modified_flow_order_2():
     net, loss = _small_mlp_problem()
     t1 = 2.0

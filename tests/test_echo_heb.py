@@ -74,6 +74,7 @@ def test_averaged_heb_removes_the_bias():
     assert rel(averaged, ref_averaged) < 1e-4
 
 
+@pytest.mark.slow
 def test_kerr_lattice_learns_xor_like_sgd():
     """The authors' Kerr lattice (g = −2, J = 10, κ = 0.3, T = 20, 500 steps, η = 1e-4,
     kick cutoff 0.1) learns XOR per sample with HEB; exact SGD with the same samples

@@ -165,6 +165,7 @@ def test_jit_of_gradient_flow_equals_eager():
     [diffrax.RecursiveCheckpointAdjoint(), diffrax.DirectAdjoint()],
     ids=["recursive_checkpoint", "direct"],
 )
+@pytest.mark.slow
 def test_grad_of_flow_final_loss_matches_finite_difference(adjoint):
     _, params, _, _ = _TANH
     kw = dict(rtol=1e-10, atol=1e-12, num_saves=2, check_stiffness=False)
@@ -219,6 +220,7 @@ def _mse(model, data):
     return 0.5 * jnp.mean((jax.vmap(model)(x)[:, 0] - y) ** 2)
 
 
+@pytest.mark.slow
 def test_equinox_mlp_matches_dl_mlp_in_every_entry_point(tmp_path):
     k1, k2, k3, k4 = jr.split(jr.key(3), 4)
     enet = eqx.nn.MLP(2, 1, 8, 2, activation=jnp.tanh, key=k1)
@@ -302,6 +304,7 @@ def _assert_decreasing(traj, slack=0.0):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_conv_net_and_dict_model():
     k1, k2, k3 = jr.split(jr.key(5), 3)
     imgs = jr.normal(k1, (8, 1, 6, 6))

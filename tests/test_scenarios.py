@@ -112,6 +112,7 @@ def test_scenario_imports_no_private_dynlearn_name(path):
 
 
 @pytest.mark.parametrize("path", [_smoke_param(p) for p in PATHS])
+@pytest.mark.slow
 def test_scenario_smoke_run(path, tmp_path):
     name = path.stem
     module = _cli.load_scenario(path)

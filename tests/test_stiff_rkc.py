@@ -73,6 +73,7 @@ def test_order_two():
     assert abs(slope - 2.0) < 0.15, (slope, errs)  # measured 2.0x
 
 
+@pytest.mark.slow
 def test_mlp_matches_tight_tsit5_and_is_cheaper():
     key = jax.random.key(0)
     x = jax.random.normal(key, (24, 1))

@@ -65,6 +65,7 @@ def test_order_two_and_stability_function():
     assert abs(float(y1[-1])) < 1e-8
 
 
+@pytest.mark.slow
 def test_mlp_matches_tight_tsit5():
     x = jax.random.normal(jax.random.key(0), (24, 1))
     y = jnp.sin(3 * x[:, 0])

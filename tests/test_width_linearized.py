@@ -36,6 +36,7 @@ def test_against_matrix_exponential_with_singular_kernel():
     )
 
 
+@pytest.mark.slow
 def test_against_gradient_flow():
     """One gradient_flow call trains three independent models (the flow of a sum of
     independent losses is block-diagonal, and one compilation is much cheaper than

@@ -20,6 +20,8 @@ weights a step never straddles two layers.
 
 from __future__ import annotations
 
+import abc
+
 from typing import ClassVar
 
 import diffrax as dfx
@@ -65,8 +67,10 @@ class AbstractScheme(eqx.Module):
     def output(self, state) -> Array:
         return state
 
+    @abc.abstractmethod
     def step(self, field, t, h, state, n):
-        raise NotImplementedError
+        """One layer: the state after the residual block of layer `n` at depth-time
+        `t` with step `h`."""
 
     def inverse_step(self, field, t, h, state, n):
         raise ValueError(
@@ -77,8 +81,10 @@ class AbstractScheme(eqx.Module):
     def limit(self, field):
         return (lambda t, u: field(t, u)), (lambda y0: y0), (lambda u: u)
 
+    @abc.abstractmethod
     def amplification(self, z: Array) -> Array:
-        raise NotImplementedError
+        """The scheme's stability function ζ(z) on the test equation u' = λu, z = hλ
+        (|ζ| ≤ 1: the layer does not amplify that mode)."""
 
     def diffrax_solver(self) -> dfx.AbstractSolver | None:
         return None
