@@ -24,7 +24,7 @@ def _checked(name: str, key, n, noise, d=None) -> None:
 
 
 def sine_regression(
-    key: PRNGKeyArray, n: int = 32, d: int = 3, noise: float = 0.0
+    n: int = 32, d: int = 3, noise: float = 0.0, *, key: PRNGKeyArray
 ) -> tuple[jax.Array, jax.Array]:
     """Inputs $x \\sim N(0, I_d)$, targets $y = \\sin(x · w)$ with $w = (1, -2, 0.5, …)$.
 
@@ -44,7 +44,7 @@ def sine_regression(
 
 
 def two_moons(
-    key: PRNGKeyArray, n: int = 200, noise: float = 0.1
+    n: int = 200, noise: float = 0.1, *, key: PRNGKeyArray
 ) -> tuple[jax.Array, jax.Array]:
     """The two-moons classification set: `X` of shape `(n, 2)`, labels ±1 of shape
     `(n,)`."""
@@ -65,7 +65,7 @@ def two_moons(
 
 
 def linear_regression(
-    key: PRNGKeyArray, n: int = 64, d: int = 5, noise: float = 0.5
+    n: int = 64, d: int = 5, noise: float = 0.5, *, key: PRNGKeyArray
 ) -> tuple[jax.Array, jax.Array]:
     """$y = x·w^* + ε$ with $x, w^* \\sim N(0, I)$ and $ε \\sim N(0, \\text{noise}^2)$:
     the SGD-vs-SDE setting of the notes (V20). Returns `(X, Y)`."""

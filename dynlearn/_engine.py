@@ -236,7 +236,7 @@ _NUM_TRACES = [0]  # how many times the core has been traced, i.e. compiled
 
 
 def minibatch_indices(
-    key: Any, k: Any, n: int, batch_size: int, replacement: bool
+    k: Any, n: int, batch_size: int, replacement: bool, *, key: Any
 ) -> jax.Array:
     """Indices of the minibatch of step `k`: uniform with replacement, or a fresh
     random permutation per epoch (without replacement, `n` divisible by batch size).
@@ -301,7 +301,7 @@ def _run_one(problem: _Problem, state: EngineState, data: Any, threshold: Any):
             batch = data
         else:
             idx = minibatch_indices(
-                st.key, k, batching.n, batching.batch_size, batching.replacement
+                k, batching.n, batching.batch_size, batching.replacement, key=st.key
             )
             batch = jtu.tree_map(lambda x: x[idx], data)
 

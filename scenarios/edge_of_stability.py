@@ -71,7 +71,7 @@ def headline(metrics: dict) -> tuple[str, bool]:
 
 def run(config: dict, out: Path) -> dict:
     kdata, knet = jax.random.split(jax.random.key(config["seed"]))
-    X, Y = dl.sine_regression(kdata, n=config["n_data"], d=3)
+    X, Y = dl.sine_regression(n=config["n_data"], d=3, key=kdata)
     net = dl.MLP(3, "scalar", config["width"], 1, "tanh", key=knet)
 
     def loss(model):

@@ -250,7 +250,7 @@ def _tree_norm(tree):
 
 def _benchmark(config: dict, width: int, depth: int, n_data: int) -> dict:
     kdata, knet = jax.random.split(jax.random.key(config["seed"]))
-    X, Y = dl.sine_regression(kdata, n=n_data, d=3)
+    X, Y = dl.sine_regression(n=n_data, d=3, key=kdata)
     net = dl.MLP(3, "scalar", width, depth, "tanh", key=knet)
     n_params = int(dl.ravel_params(net).size)
 

@@ -87,9 +87,9 @@ def _covariances(key, xs, num, **mlp):
     return width.sample_ensemble(
         lambda k: dl.MLP("scalar", "scalar", key=k, **mlp),
         lambda net: width.readout_covariance(net, xs),
-        key,
         num,
         chunk_size=min(num, 5000),
+        key=key,
     )
 
 

@@ -138,7 +138,9 @@ def _compile_metropolis(n_sweeps: int, key, s, K, rng: str):
 
     def run(key, s, K):
         keys = jax.random.split(key, s.shape[0])
-        sweep = lambda k, s: rg.metropolis_sweep(k, s, K, num_sweeps=n_sweeps, rng=rng)
+        sweep = lambda k, s: rg.metropolis_sweep(
+            s, K, num_sweeps=n_sweeps, rng=rng, key=k
+        )
         return jax.vmap(sweep)(keys, s)
 
     tic = time.perf_counter()
@@ -152,7 +154,8 @@ def _compile(update, n_steps: int, key, s, K):
 
     def run(key, s, K):
         def step(s, k):
-            new = jax.vmap(update, (0, 0, None))(jax.random.split(k, s.shape[0]), s, K)
+            chain = lambda kc, sc: update(sc, K, key=kc)
+            new = jax.vmap(chain)(jax.random.split(k, s.shape[0]), s)
             return new, jnp.sum(new != s)
 
         s, flips = jax.lax.scan(step, s, jax.random.split(key, n_steps))

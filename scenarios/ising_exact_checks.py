@@ -80,13 +80,13 @@ def run(config: dict, out: Path) -> dict:
         for T in tqdm(Ts, desc=f"L = {L}", leave=False):
             key, k = jax.random.split(key)
             r = rg.sample_ising(
-                k,
                 L,
                 1 / T,
                 sampler=config["sampler"],
                 num_chains=config["num_chains"],
                 num_measurements=config["num_measurements"],
                 thermalization=config["thermalization"],
+                key=k,
             )
             e = rg.chain_estimate(r.energy)
             # c = K² N Var(e), per chain, then over chains

@@ -134,9 +134,9 @@ def _reconstruct(rbms, v, key=None):
     keys = [None] * (2 * len(rbms)) if key is None else jr.split(key, 2 * len(rbms))
     x = v
     for rbm, k in zip(rbms, keys[: len(rbms)]):
-        x = rbm.hidden_mean(x) if k is None else rbm.sample_hidden(k, x)
+        x = rbm.hidden_mean(x) if k is None else rbm.sample_hidden(x, key=k)
     for rbm, k in zip(rbms[::-1], keys[len(rbms) :]):
-        x = rbm.visible_mean(x) if k is None else rbm.sample_visible(k, x)
+        x = rbm.visible_mean(x) if k is None else rbm.sample_visible(x, key=k)
     return x
 
 
@@ -191,7 +191,6 @@ def run(config: dict, out: Path) -> dict:
         print("  sampling Ising configurations", flush=True)
         t0 = time.perf_counter()
         configs = rg.sample_ising(
-            k_sample,
             L,
             K,
             sampler=config["sampler"],
@@ -200,6 +199,7 @@ def run(config: dict, out: Path) -> dict:
             updates_per_measurement=config["updates_per_sample"],
             thermalization=config["thermalization"],
             keep_configurations=True,
+            key=k_sample,
         ).configurations.block_until_ready()
         t_sample = time.perf_counter() - t0
         chains, per_chain = configs.shape[:2]
@@ -232,7 +232,9 @@ def run(config: dict, out: Path) -> dict:
         rbms = [t.final_params for t in trajs]
         jax.block_until_ready(rbms)
         t_train = time.perf_counter() - t0
-        hidden = rg.coarse_grain(rbms, k_coarse, data.reshape(chains, per_chain, L * L))
+        hidden = rg.coarse_grain(
+            rbms, data.reshape(chains, per_chain, L * L), key=k_coarse
+        )
 
         # reconstructions from every depth, held-out and (as many) training configs
         trained = data[n_test * per_chain : 2 * n_test * per_chain]
@@ -272,7 +274,7 @@ def run(config: dict, out: Path) -> dict:
         local_sq.append(np.asarray(rg.locality_index(f, 0.9, power=2)))
         rows_dbn.append(_observables(layout(h)))
         b = majority.shape[-1] // side
-        majority = rg.majority_rule(jr.fold_in(k_major, depth), majority, b)
+        majority = rg.majority_rule(majority, b, key=jr.fold_in(k_major, depth))
         # reference for the reconstructions: the held-out chains' block spins copied
         # back onto their blocks, overlap with the original configuration
         up = np.repeat(

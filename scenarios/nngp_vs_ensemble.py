@@ -112,14 +112,14 @@ def run(config: dict, out: Path) -> dict:
             return jax.vmap(net)(xs)
 
         tic = time.perf_counter()
-        f = jax.block_until_ready(width.sample_ensemble(make, outputs, sub, m))
+        f = jax.block_until_ready(width.sample_ensemble(make, outputs, m, key=sub))
         elapsed = time.perf_counter() - tic
         g2 = width.with_error_bars(lambda s: width.correlator(s, 2), f)
         z = np.asarray((g2.value - k_inf) / g2.stderr)
         metrics["max_abs_z"][f"depth{depth}_width{n}"] = float(np.abs(z).max())
         if j == 1:  # sampler throughput, compiled and including compilation
             tic = time.perf_counter()
-            jax.block_until_ready(width.sample_ensemble(make, outputs, sub, m))
+            jax.block_until_ready(width.sample_ensemble(make, outputs, m, key=sub))
             metrics["networks_per_second"] = m / (time.perf_counter() - tic)
             metrics["networks_per_second_incl_compile"] = m / elapsed
             metrics["throughput_network"] = f"depth {depth}, width {n}"
@@ -174,7 +174,7 @@ def run(config: dict, out: Path) -> dict:
         return f0[:g] + c_all[:g, g:] @ coef
 
     key, sub = jax.random.split(key)
-    ens = width.sample_ensemble(make, trained, sub, config["posterior_networks"])
+    ens = width.sample_ensemble(make, trained, config["posterior_networks"], key=sub)
     kern = lambda a, b: width.infinite_width_kernels(a, b, depth=1, **kw).nngp  # noqa: E731
     post = width.gp_posterior(kern(xtr, xtr), ytr, kern(xs, xtr), kern(xs, xs))
     sd = np.sqrt(np.clip(np.diag(np.asarray(post.cov)), 0, None))

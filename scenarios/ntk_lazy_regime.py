@@ -179,8 +179,8 @@ def _bench(config):
 def run(config: dict, out: Path) -> dict:
     kd, kt, kn = jax.random.split(jax.random.key(config["seed"]), 3)
     d = config["d"]
-    x, y = dl.sine_regression(kd, n=config["n_train"], d=d)
-    xt, _ = dl.sine_regression(kt, n=config["n_test"], d=d)
+    x, y = dl.sine_regression(n=config["n_train"], d=d, key=kd)
+    xt, _ = dl.sine_regression(n=config["n_test"], d=d, key=kt)
     ts = jnp.linspace(0.0, config["t1"], 41)
     widths = list(config["widths"])
     rows, curves = [], {}

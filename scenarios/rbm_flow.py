@@ -155,7 +155,6 @@ def _sample(key, L, temperatures, num_chains, samples, every, therm):
 
     def at(key, K):
         return rg.sample_ising(
-            key,
             L,
             K,
             sampler="metropolis",
@@ -165,6 +164,7 @@ def _sample(key, L, temperatures, num_chains, samples, every, therm):
             thermalization=therm,
             start="cold",
             keep_configurations=True,
+            key=key,
         ).configurations
 
     K = 1.0 / jnp.asarray(temperatures, jnp.float32)
@@ -256,7 +256,7 @@ def run(config: dict, out: Path) -> dict:
         flows = {
             (r, s): np.asarray(
                 rg.rbm_flow(
-                    rbms[r], jr.fold_in(k_flow, 17 * i + j), v, config["flow_steps"]
+                    rbms[r], v, config["flow_steps"], key=jr.fold_in(k_flow, 17 * i + j)
                 )
             )
             for i, r in enumerate(rbms)

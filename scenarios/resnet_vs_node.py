@@ -98,8 +98,8 @@ def _classifier(body, d, key):
 
 def run(config: dict, out: Path) -> dict:
     kd, ks, kf, kc = jr.split(jr.key(config["seed"]), 4)
-    X, y = rn.spirals(kd, config["n_points"], noise=config["noise"])
-    Xtr, ytr, Xte, yte = rn.split(ks, X, y)
+    X, y = rn.spirals(config["n_points"], noise=config["noise"], key=kd)
+    Xtr, ytr, Xte, yte = rn.split(X, y, key=ks)
     d, w, N, T = config["dim"], config["width"], config["depth"], config["T"]
     opt = optax.adam(config["lr"])
 

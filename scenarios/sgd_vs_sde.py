@@ -64,7 +64,7 @@ def headline(metrics: dict) -> tuple[str, bool]:
 def run(config: dict, out: Path) -> dict:
     kdata, ksgd, ksde = jax.random.split(jax.random.key(config["seed"]), 3)
     X, Y = dl.linear_regression(
-        kdata, n=config["n_data"], d=config["dim"], noise=config["noise"]
+        n=config["n_data"], d=config["dim"], noise=config["noise"], key=kdata
     )
     w0 = jnp.zeros(config["dim"])
 

@@ -110,7 +110,7 @@ def run(config: dict, out: Path) -> dict:
 
 def _benchmark(config: dict, width: int, depth: int, n_data: int, axes) -> dict:
     kdata, knet = jax.random.split(jax.random.key(config["seed"]))
-    X, Y = dl.sine_regression(kdata, n=n_data, d=3)
+    X, Y = dl.sine_regression(n=n_data, d=3, key=kdata)
     net = dl.MLP(3, "scalar", width, depth, "tanh", key=knet)
 
     def loss(model):

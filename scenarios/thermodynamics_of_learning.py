@@ -177,7 +177,7 @@ def run(config: dict, out: Path) -> dict:
     # 2./3. A small tanh network trained by Langevin from random initialisations.
     print("  tanh network: Langevin ensemble", flush=True)
     key, kd, kn, kl = jax.random.split(key, 4)
-    x, y = dl.sine_regression(kd, n=config["net_data"], d=2)
+    x, y = dl.sine_regression(n=config["net_data"], d=2, key=kd)
     nets = jax.vmap(
         lambda k: dl.MLP(
             2, "scalar", config["net_width"], 1, "tanh", sigma_b=0.5, key=k

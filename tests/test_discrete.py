@@ -25,7 +25,7 @@ def test_gd_is_exact_matrix_power():
 
 def _small_mlp_problem(seed=0):
     kx, kn = jax.random.split(jax.random.key(seed))
-    X, Y = dl.sine_regression(kx, n=16, d=2)
+    X, Y = dl.sine_regression(n=16, d=2, key=kx)
     net = dl.MLP(2, "scalar", 6, 1, "tanh", key=kn)
     return net, lambda m: 0.5 * jnp.mean((jax.vmap(m)(X) - Y) ** 2)
 

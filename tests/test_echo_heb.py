@@ -114,7 +114,7 @@ def test_kerr_lattice_learns_xor_like_sgd():
 
 def test_heb_and_sgd_runs_see_the_same_samples():
     """echo.train with either method equals the step functions applied by hand to
-    the minibatches dl.minibatch_indices(key, k) of the engine (one sequence for
+    the minibatches dl.minibatch_indices(k, ..., key=key) of the engine (one sequence for
     both methods), at every save: parameters, full-data loss and outputs."""
     mac = echo.DuffingNetwork(2, 1, 4, t1=1.0, num_steps=20, key=jax.random.key(2))
     rng = np.random.default_rng(0)
@@ -123,7 +123,9 @@ def test_heb_and_sgd_runs_see_the_same_samples():
     th0 = 0.5 * jnp.asarray(rng.normal(size=4))
     key, eta, m, steps, b = jax.random.key(7), 1e-4, 2e-4, 6, 2
     lr = echo.learning_rate(mac, eta, m)
-    idx = [np.asarray(dl.minibatch_indices(key, k, 5, b, True)) for k in range(steps)]
+    idx = [
+        np.asarray(dl.minibatch_indices(k, 5, b, True, key=key)) for k in range(steps)
+    ]
     assert len({tuple(i) for i in idx}) > 1  # the batches differ between steps
     steppers = {
         "heb": jax.jit(lambda th, x, y: echo.heb_step(mac, th, x, y, eta=eta, m=m)),

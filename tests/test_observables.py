@@ -11,7 +11,7 @@ import dynlearn as dl
 
 def _mlp_loss(seed=0):
     kx, kn = jax.random.split(jax.random.key(seed))
-    X, Y = dl.sine_regression(kx, n=12, d=2)
+    X, Y = dl.sine_regression(n=12, d=2, key=kx)
     net = dl.MLP(2, "scalar", 5, 1, "tanh", key=kn)
     return net, lambda m: 0.5 * jnp.mean((jax.vmap(m)(X) - Y) ** 2)
 

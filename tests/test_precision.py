@@ -62,7 +62,7 @@ def test_x64_off_draws_are_the_float64_draws_rounded(tmp_path):
         "out = {f'net{i}': np.asarray(a) for i, a in "
         "enumerate(jax.tree_util.tree_leaves(net))}\n"
         "for name in ('sine_regression', 'two_moons', 'linear_regression'):\n"
-        "    X, Y = getattr(dl, name)(k, n=9)\n"
+        "    X, Y = getattr(dl, name)(n=9, key=k)\n"
         "    out[name + 'X'], out[name + 'Y'] = np.asarray(X), np.asarray(Y)\n"
         f"np.savez({str(tmp_path / 'x32.npz')!r}, **out)\n"
     )
@@ -77,7 +77,7 @@ def test_x64_off_draws_are_the_float64_draws_rounded(tmp_path):
         )
     }
     for name in ("sine_regression", "two_moons", "linear_regression"):
-        X, Y = getattr(dl, name)(k, n=9)
+        X, Y = getattr(dl, name)(n=9, key=k)
         want[name + "X"], want[name + "Y"] = np.asarray(X), np.asarray(Y)
     assert sorted(got.files) == sorted(want)
     for name, w in want.items():

@@ -17,8 +17,8 @@ from dynlearn import resnet as rn
 def test_train_resnet_classifier_on_moons():
     # Two moons (noise 0.1), Euler ResNet of 8 layers: a separable problem that any
     # small ResNet fits; measured train/test accuracy 1.0/1.0 after 150 Adam steps.
-    X, y = rn.moons(jr.key(0), 300, noise=0.1)
-    Xtr, ytr, Xte, yte = rn.split(jr.key(1), X, y)
+    X, y = rn.moons(300, noise=0.1, key=jr.key(0))
+    Xtr, ytr, Xte, yte = rn.split(X, y, key=jr.key(1))
     d, N = 4, 8
     field = rn.ResidualField.init(
         lambda k: dl.MLP(d, d, 8, 0, final_activation="tanh", key=k),
@@ -51,7 +51,7 @@ def test_train_resnet_classifier_on_moons():
 
 
 def _small_problem():
-    X, y = rn.moons(jr.key(0), 40, noise=0.1)
+    X, y = rn.moons(40, noise=0.1, key=jr.key(0))
     field = rn.ResidualField.init(
         lambda k: dl.MLP(3, 3, 4, 0, final_activation="tanh", key=k),
         3,
@@ -106,7 +106,7 @@ def test_train_classifier_new_data_reuse_the_program_and_resume(tmp_path):
     opt = optax.adam(1e-2)
     straight = rn.train_classifier(model, X, y, steps=12, optimizer=opt)
     # new data of the same shapes, and a new α: no recompilation
-    X2, y2 = rn.moons(jr.key(5), 40, noise=0.1)
+    X2, y2 = rn.moons(40, noise=0.1, key=jr.key(5))
     other = rn.train_classifier(
         model, X2, y2, steps=12, optimizer=opt, smoothness_weight=0.5
     )
@@ -140,19 +140,19 @@ def test_smoothness_penalty_matches_definition():
 
 
 def test_datasets():
-    X, y = rn.circles(jr.key(0), 400, noise=0.0, factor=0.4)
+    X, y = rn.circles(400, noise=0.0, factor=0.4, key=jr.key(0))
     r = jnp.linalg.norm(X, axis=1)
     np.testing.assert_allclose(r[y == 0], 1.0, atol=1e-12)
     np.testing.assert_allclose(r[y == 1], 0.4, atol=1e-12)
-    X, y = rn.spirals(jr.key(1), 400, noise=0.0)
+    X, y = rn.spirals(400, noise=0.0, key=jr.key(1))
     assert X.shape == (400, 2) and set(np.unique(y)) == {0, 1}
     assert float(jnp.max(jnp.linalg.norm(X, axis=1))) <= 1.0
     # The second spiral is the first rotated by π: same radius distribution.
     assert abs(float(jnp.mean(y)) - 0.5) < 0.1  # 5 binomial std at n = 400
-    Xtr, ytr, Xte, yte = rn.split(jr.key(2), X, y, 0.25)
+    Xtr, ytr, Xte, yte = rn.split(X, y, 0.25, key=jr.key(2))
     assert Xtr.shape == (300, 2) and Xte.shape == (100, 2)
     with pytest.raises(ValueError, match="factor"):
-        rn.circles(jr.key(0), 10, factor=1.5)
+        rn.circles(10, factor=1.5, key=jr.key(0))
 
 
 def test_digits_from_the_installed_package():

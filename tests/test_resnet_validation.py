@@ -76,16 +76,16 @@ def test_non_square_layer_is_rejected():
 
 
 def test_dataset_and_split_arguments():
-    # Before: n < 0 gave a broadcasting TypeError, n = 0 an empty set, noise < 0
-    # was accepted, mismatched X/y were split silently (clamped indices).
+    # n < 0, n = 0 and noise < 0 are refused by name, and so are X and y of
+    # different lengths (which indexing would otherwise clamp silently).
     for make in (rn.moons, rn.circles, rn.spirals):
         with pytest.raises(ValueError, match="`n`"):
-            make(jr.key(0), -2)
+            make(-2, key=jr.key(0))
         with pytest.raises(ValueError, match="`noise`"):
-            make(jr.key(0), 10, noise=-0.1)
+            make(10, noise=-0.1, key=jr.key(0))
     with pytest.raises(ValueError, match="same number of examples"):
-        rn.split(jr.key(0), jnp.ones((4, 2)), jnp.zeros(3))
-    X, y = rn.circles(jr.key(0), 8)  # valid calls are unchanged
+        rn.split(jnp.ones((4, 2)), jnp.zeros(3), key=jr.key(0))
+    X, y = rn.circles(8, key=jr.key(0))  # a valid call
     assert X.shape == (8, 2) and y.shape == (8,)
 
 

@@ -21,7 +21,7 @@ def _rbm(weight_scale, seed=0, nv=10, nh=6):
 @pytest.fixture(scope="module")
 def annealed():
     r = _rbm(0.7)
-    return r, rg.ais_log_partition(r, jax.random.key(1))
+    return r, rg.ais_log_partition(r, key=jax.random.key(1))
 
 
 def test_ais_matches_enumeration(annealed):
@@ -41,7 +41,7 @@ def test_ais_matches_enumeration(annealed):
 def test_ais_without_annealing_is_unbiased_but_noisier(annealed):
     # Two betas = plain importance sampling from the base: E[w] = Z/Z₀ still.
     r, est = annealed
-    plain = rg.ais_log_partition(r, jax.random.key(2), num_chains=2048, num_betas=2)
+    plain = rg.ais_log_partition(r, num_chains=2048, num_betas=2, key=jax.random.key(2))
     dev = float(plain.mean) - float(r.log_partition())
     assert abs(dev) < 3 * float(plain.error)
     # 8× more chains, still a larger error and a much smaller effective sample size
@@ -51,7 +51,7 @@ def test_ais_without_annealing_is_unbiased_but_noisier(annealed):
 
 def test_ais_zero_weights_is_exact_with_zero_variance():
     r = _rbm(0.0, seed=3)
-    est = rg.ais_log_partition(r, jax.random.key(4))
+    est = rg.ais_log_partition(r, key=jax.random.key(4))
     np.testing.assert_allclose(est.mean, r.log_partition(), rtol=1e-13)
     assert float(est.error) == 0.0
     assert float(est.effective_sample_size) == pytest.approx(256, rel=1e-13)
@@ -61,15 +61,15 @@ def test_ais_bad_input():
     r = _rbm(0.5)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="num_chains"):
-        rg.ais_log_partition(r, key, num_chains=1)
+        rg.ais_log_partition(r, num_chains=1, key=key)
     with pytest.raises(ValueError, match="num_betas"):
-        rg.ais_log_partition(r, key, num_betas=1)
+        rg.ais_log_partition(r, num_betas=1, key=key)
     with pytest.raises(ValueError, match="exactly 0 to exactly 1"):
-        rg.ais_log_partition(r, key, betas=[0.0, 0.7, 0.5, 1.0])
+        rg.ais_log_partition(r, betas=[0.0, 0.7, 0.5, 1.0], key=key)
     with pytest.raises(ValueError, match="exactly 0 to exactly 1"):
-        rg.ais_log_partition(r, key, betas=[0.1, 1.0])
+        rg.ais_log_partition(r, betas=[0.1, 1.0], key=key)
     with pytest.raises(ValueError, match="base_visible_bias"):
-        rg.ais_log_partition(r, key, base_visible_bias=jnp.zeros(3))
+        rg.ais_log_partition(r, base_visible_bias=jnp.zeros(3), key=key)
 
 
 def _bond_sum(states, rows, cols):
@@ -109,7 +109,7 @@ def test_bond_rbm_weight_and_errors():
 def test_ais_on_the_4x4_bond_rbm_matches_kaufman():
     K = rg.K_C
     r = rg.RBM.ising_bonds(4, 4, K)
-    est = rg.ais_log_partition(r, jax.random.key(0))
+    est = rg.ais_log_partition(r, key=jax.random.key(0))
     exact = float(rg.torus_log_partition(K, 4, 4)) + 32 * (np.log(2) + K)
     dev = float(est.mean) - exact
     assert 0 < float(est.error) < 0.03

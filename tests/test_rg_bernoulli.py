@@ -56,7 +56,7 @@ def _bernoulli_tables(r, keys, J):
     rt = rg.RBM(r.weight.T, r.hidden_bias, r.visible_bias, "bernoulli")
 
     def draws(sample, x):  # the same key for every conditioning state x
-        return jax.vmap(lambda k: jax.vmap(sample, (None, 0))(k, x))(keys)
+        return jax.vmap(lambda k: jax.vmap(lambda xi: sample(xi, key=k))(x))(keys)
 
     def data_h(v):
         return -v @ J @ v
@@ -72,7 +72,7 @@ def _bernoulli_tables(r, keys, J):
         u_v=jax.vmap(lambda k: jax.random.uniform(k, (5,)))(keys),
         h=draws(r.sample_hidden, V),
         v=draws(r.sample_visible, H),
-        gibbs=jax.vmap(lambda k: r.gibbs(k, V[3], 3))(keys),
+        gibbs=jax.vmap(lambda k: r.gibbs(V[3], 3, key=k))(keys),
         trace=jax.vmap(lambda v: rg.trace_condition(r, data_h, v))(V),
         gap=rg.free_energy_gap(r, data_h),
     )
@@ -291,7 +291,7 @@ def test_ais_bernoulli_matches_enumeration():
     W, a, b = _params(6, 10, 6, w=3.0, bias=0.5)
     r = rg.RBM(jnp.asarray(W), jnp.asarray(a), jnp.asarray(b), "bernoulli")
     exact = _np_logsumexp(_brute_log_weights(W, a, b, _bits(10), _bits(6)))
-    est = rg.ais_log_partition(r, jax.random.key(1))
+    est = rg.ais_log_partition(r, key=jax.random.key(1))
     dev = float(est.mean) - exact
     assert 0 < float(est.error) < 0.02
     assert abs(dev) < 3 * float(est.error)

@@ -20,20 +20,20 @@ def _random_spins(seed, shape):
 def test_majority_rule_on_hand_made_configurations():
     key = jax.random.key(0)
     up = jnp.ones((3, 8, 8))
-    np.testing.assert_array_equal(rg.majority_rule(key, up), jnp.ones((3, 4, 4)))
-    np.testing.assert_array_equal(rg.majority_rule(key, -up), -jnp.ones((3, 4, 4)))
+    np.testing.assert_array_equal(rg.majority_rule(up, key=key), jnp.ones((3, 4, 4)))
+    np.testing.assert_array_equal(rg.majority_rule(-up, key=key), -jnp.ones((3, 4, 4)))
     s = np.ones((4, 4))
     s[0, 1] = -1  # block (0, 0): 3 up, 1 down -> up
     s[2:, 2:] = -1
     s[3, 3] = 1  # block (1, 1): 1 up, 3 down -> down
     s[2, 0] = -1  # block (1, 0): 3 up, 1 down -> up
-    np.testing.assert_array_equal(rg.majority_rule(key, s), [[1, 1], [1, -1]])
+    np.testing.assert_array_equal(rg.majority_rule(s, key=key), [[1, 1], [1, -1]])
     # b = 3: a 5–4 majority decides; the dtype is kept
     t = np.ones((3, 6), np.int8)
     t[0, :2] = t[1, :2] = -1  # block 0: 5 up, 4 down
     t[:, 3:] = -1
     t[0, 3] = t[1, 4] = t[2, 5] = t[0, 4] = 1  # block 1: 4 up, 5 down
-    out = rg.majority_rule(key, t, b=3)
+    out = rg.majority_rule(t, b=3, key=key)
     assert out.dtype == jnp.int8
     np.testing.assert_array_equal(out, [[1, -1]])
 
@@ -42,12 +42,12 @@ def test_majority_rule_breaks_ties_with_a_fair_coin():
     # A checkerboard has block sum 0 in every 2×2 block: every coarse spin is a tie.
     x = np.indices((64, 64)).sum(0) % 2
     checker = 2.0 * x - 1.0
-    out = np.asarray(rg.majority_rule(jax.random.key(3), checker))
+    out = np.asarray(rg.majority_rule(checker, key=jax.random.key(3)))
     assert set(np.unique(out)) == {-1.0, 1.0}
     assert abs(out.mean()) < 4 / np.sqrt(out.size)  # 1024 independent fair coins
     one_tie = checker[:2, :2]
     draws = [
-        float(rg.majority_rule(jax.random.key(i), one_tie)[0, 0]) for i in range(8)
+        float(rg.majority_rule(one_tie, key=jax.random.key(i))[0, 0]) for i in range(8)
     ]
     assert set(draws) == {-1.0, 1.0}
 
@@ -72,7 +72,7 @@ def test_decimate_keeps_the_block_corner():
 )
 def test_block_maps_reject_bad_input(configs, b, match):
     with pytest.raises(ValueError, match=match):
-        rg.majority_rule(jax.random.key(0), configs, b)
+        rg.majority_rule(configs, b, key=jax.random.key(0))
     with pytest.raises(ValueError, match=match):
         rg.decimate(configs, b)
 
@@ -80,7 +80,9 @@ def test_block_maps_reject_bad_input(configs, b, match):
 def test_observables_of_block_spins_of_aligned_and_striped_states():
     key = jax.random.key(0)
     for sign in (1.0, -1.0):
-        obs = rg.lattice_observables(rg.majority_rule(key, sign * jnp.ones((2, 8, 8))))
+        obs = rg.lattice_observables(
+            rg.majority_rule(sign * jnp.ones((2, 8, 8)), key=key)
+        )
         np.testing.assert_array_equal(obs.magnetization, [sign, sign])
         np.testing.assert_array_equal(obs.energy, [-2.0, -2.0])
         np.testing.assert_array_equal(obs.nn_correlation, [1.0, 1.0])
@@ -89,7 +91,7 @@ def test_observables_of_block_spins_of_aligned_and_striped_states():
     stripes = np.where((np.arange(8) // 2) % 2 == 0, 1.0, -1.0)[None, :] * np.ones(
         (8, 1)
     )
-    coarse = rg.majority_rule(key, stripes)
+    coarse = rg.majority_rule(stripes, key=key)
     np.testing.assert_array_equal(coarse, np.tile([1.0, -1.0], (4, 2)))
     obs = rg.lattice_observables(coarse)
     assert float(obs.magnetization) == 0.0 and float(obs.energy) == 0.0
@@ -228,9 +230,9 @@ def test_sharp_block_rbm_coarse_grains_like_majority_rule():
     # p(h_B = +1|v) = σ(2β Σ_B v) -> majority rule as β -> ∞ (b = 3: no ties).
     v = _random_spins(5, (50, 6, 6))
     stack = [_block_rbm(6, 3, beta=50.0)]
-    (h,) = rg.coarse_grain(stack, jax.random.key(0), v.reshape(50, 36))
+    (h,) = rg.coarse_grain(stack, v.reshape(50, 36), key=jax.random.key(0))
     np.testing.assert_array_equal(
-        h.reshape(50, 2, 2), rg.majority_rule(jax.random.key(1), v, 3)
+        h.reshape(50, 2, 2), rg.majority_rule(v, 3, key=jax.random.key(1))
     )
 
 
@@ -259,7 +261,7 @@ def test_train_dbn_shapes_and_layer_one_likelihood():
     uniform = 9 * np.log(2)  # 6.24: the initial (W ≈ 0) and best product model
     nll = float(rg.exact_nll(rbms[0], data))  # 2.16 when calibrated
     assert nll < uniform - 0.9 * (uniform - entropy), (nll, uniform, entropy)
-    h1, h2 = rg.coarse_grain(rbms, jax.random.key(2), data.reshape(3, 1000, 9))
+    h1, h2 = rg.coarse_grain(rbms, data.reshape(3, 1000, 9), key=jax.random.key(2))
     assert h1.shape == (3, 1000, 4) and h2.shape == (3, 1000, 2)
     assert set(np.unique(h2)) <= {-1.0, 1.0}
     with pytest.raises(ValueError, match="one per layer"):
@@ -267,7 +269,7 @@ def test_train_dbn_shapes_and_layer_one_likelihood():
     with pytest.raises(ValueError, match="±1"):
         rg.train_dbn((data + 1) / 2, [4], key=jax.random.key(0), steps=10, batch_size=5)
     with pytest.raises(ValueError, match="read the hidden layer"):
-        rg.coarse_grain(rbms[::-1], jax.random.key(0), data)
+        rg.coarse_grain(rbms[::-1], data, key=jax.random.key(0))
 
 
 def _locality_brute_force(img, mass):

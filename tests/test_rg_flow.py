@@ -64,7 +64,7 @@ def test_rbm_flow_leaves_and_reaches_the_visible_marginal():
     v0 = np.concatenate(
         [states[np.random.default_rng(0).choice(len(p), n, p=p)], np.ones((n, 9))]
     )
-    vs = rg.rbm_flow(rbm, jax.random.key(0), v0, steps)
+    vs = rg.rbm_flow(rbm, v0, steps, key=jax.random.key(0))
     assert vs.shape == (steps + 1, 2 * n, 9)
     np.testing.assert_array_equal(vs[0], v0)
     assert np.all(np.abs(np.asarray(vs)) == 1)
@@ -80,11 +80,11 @@ def test_rbm_flow_leaves_and_reaches_the_visible_marginal():
 def test_rbm_flow_single_chain_and_zero_steps():
     rbm = rg.RBM.ising_bonds(2, 2, 0.3)
     v = np.array([1.0, -1.0, 1.0, 1.0])
-    out = rg.rbm_flow(rbm, jax.random.key(1), v, 3)
+    out = rg.rbm_flow(rbm, v, 3, key=jax.random.key(1))
     assert out.shape == (4, 4)
     np.testing.assert_array_equal(out[0], v)
     np.testing.assert_array_equal(
-        rg.rbm_flow(rbm, jax.random.key(1), v[None], 0), v[None, None]
+        rg.rbm_flow(rbm, v[None], 0, key=jax.random.key(1)), v[None, None]
     )
 
 
@@ -93,24 +93,26 @@ def test_rbm_flow_with_bernoulli_units_is_the_same_chain():
     # v = (s + 1)/2, so with the same key the 0/1 flow is the ±1 flow, bit for bit.
     rbm = rg.RBM.random(jax.random.key(2), 9, 6, 0.5)
     s0 = np.sign(np.random.default_rng(1).normal(size=(50, 9)))
-    spins = rg.rbm_flow(rbm, jax.random.key(3), s0, 5)
-    bits = rg.rbm_flow(rbm.to_units("bernoulli"), jax.random.key(3), (s0 + 1) / 2, 5)
+    spins = rg.rbm_flow(rbm, s0, 5, key=jax.random.key(3))
+    bits = rg.rbm_flow(
+        rbm.to_units("bernoulli"), (s0 + 1) / 2, 5, key=jax.random.key(3)
+    )
     np.testing.assert_array_equal(bits, (spins + 1) / 2)
     with pytest.raises(ValueError, match="0/1 bits"):
-        rg.rbm_flow(rbm.to_units("bernoulli"), jax.random.key(3), s0, 5)
+        rg.rbm_flow(rbm.to_units("bernoulli"), s0, 5, key=jax.random.key(3))
 
 
 def test_rbm_flow_rejects_bad_input():
     rbm = rg.RBM.ising_bonds(2, 2, 0.3)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match="steps must be"):
-        rg.rbm_flow(rbm, key, np.ones((3, 4)), -1)
+        rg.rbm_flow(rbm, np.ones((3, 4)), -1, key=key)
     with pytest.raises(ValueError, match="steps must be"):
-        rg.rbm_flow(rbm, key, np.ones((3, 4)), 2.0)
+        rg.rbm_flow(rbm, np.ones((3, 4)), 2.0, key=key)
     with pytest.raises(ValueError, match=r"shape \(N, 4\)"):
-        rg.rbm_flow(rbm, key, np.ones((3, 5)), 2)
+        rg.rbm_flow(rbm, np.ones((3, 5)), 2, key=key)
     with pytest.raises(ValueError, match="±1"):
-        rg.rbm_flow(rbm, key, np.zeros((3, 4)), 2)
+        rg.rbm_flow(rbm, np.zeros((3, 4)), 2, key=key)
 
 
 # ---- classifier thermometer -----------------------------------------------------------
@@ -128,7 +130,6 @@ def ising_8x8():
         return {
             T: np.asarray(
                 rg.sample_ising(
-                    jax.random.key(i),
                     _L,
                     1.0 / T,
                     sampler="metropolis",
@@ -136,6 +137,7 @@ def ising_8x8():
                     num_measurements=1,
                     thermalization=200,
                     start="cold",
+                    key=jax.random.key(i),
                 ).spins
             )
             for i, T in enumerate(_T_CLASSES)

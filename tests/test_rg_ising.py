@@ -170,13 +170,13 @@ def test_samplers_reproduce_exact_enumeration(sampler):
     # 4×4 at K = 0.4: exact ⟨e⟩, ⟨|m|⟩, ⟨m²⟩ by enumerating 65536 states.
     exact = rg.enumerate_torus(0.4, 4, 4)
     r = rg.sample_ising(
-        jax.random.key(1),
         4,
         0.4,
         sampler=sampler,
         num_chains=16,
         num_measurements=1500,
         thermalization=100,
+        key=jax.random.key(1),
     )
     for est, want in (
         (rg.chain_estimate(r.energy), exact["energy"]),
@@ -192,13 +192,13 @@ def test_samplers_reproduce_exact_enumeration(sampler):
 )
 def test_energy_matches_kaufman_on_8x8(sampler, K):
     r = rg.sample_ising(
-        jax.random.key(2),
         8,
         K,
         sampler=sampler,
         num_chains=16,
         num_measurements=600,
         thermalization=200,
+        key=jax.random.key(2),
     )
     est = rg.chain_estimate(r.energy)
     want = float(rg.torus_energy(K, 8, 8))
@@ -228,15 +228,15 @@ def test_binder_cumulant_limits():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="Unknown sampler 'heatbath'"):
-        rg.sample_ising(jax.random.key(0), 4, 0.4, sampler="heatbath")
+        rg.sample_ising(4, 0.4, sampler="heatbath", key=jax.random.key(0))
     with pytest.raises(ValueError, match="L must be"):
-        rg.sample_ising(jax.random.key(0), 1, 0.4)
+        rg.sample_ising(1, 0.4, key=jax.random.key(0))
     with pytest.raises(ValueError, match="num_chains"):
-        rg.sample_ising(jax.random.key(0), 4, 0.4, num_chains=0)
+        rg.sample_ising(4, 0.4, num_chains=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="thermalization must be a non-negative"):
-        rg.sample_ising(jax.random.key(0), 4, 0.4, thermalization=-1)
+        rg.sample_ising(4, 0.4, thermalization=-1, key=jax.random.key(0))
     with pytest.raises(ValueError, match="must be finite"):
-        rg.sample_ising(jax.random.key(0), 4, float("inf"))
+        rg.sample_ising(4, float("inf"), key=jax.random.key(0))
     with pytest.raises(ValueError, match="n >= 1"):
         rg.chain_log_partition(0.5, 0)
     with pytest.raises(ValueError, match="too large"):
@@ -276,11 +276,11 @@ def test_metropolis_antiferromagnet_and_random_generators(rng):
 
     def chain(key, K):
         def measure(s, k):
-            s = rg.metropolis_sweep(k, s, K, num_sweeps=2, rng=rng)
+            s = rg.metropolis_sweep(s, K, num_sweeps=2, rng=rng, key=k)
             return s, rg.energy_per_spin(s)
 
         s0 = jnp.ones((L, L))
-        s0 = rg.metropolis_sweep(key, s0, K, num_sweeps=100, rng=rng)
+        s0 = rg.metropolis_sweep(s0, K, num_sweeps=100, rng=rng, key=key)
         return jax.lax.scan(measure, s0, jax.random.split(key, n))[1]
 
     for sign in (1.0, -1.0):
@@ -292,22 +292,21 @@ def test_metropolis_antiferromagnet_and_random_generators(rng):
 
 def test_metropolis_bad_input():
     with pytest.raises(ValueError, match="even"):
-        rg.metropolis_sweep(jax.random.key(0), jnp.ones((5, 5)), 0.4)
+        rg.metropolis_sweep(jnp.ones((5, 5)), 0.4, key=jax.random.key(0))
     with pytest.raises(ValueError, match="even L"):
-        rg.sample_ising(jax.random.key(0), 5, 0.4, sampler="metropolis")
+        rg.sample_ising(5, 0.4, sampler="metropolis", key=jax.random.key(0))
     with pytest.raises(ValueError, match="rng must be"):
-        rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, rng="pcg")
+        rg.metropolis_sweep(jnp.ones((4, 4)), 0.4, rng="pcg", key=jax.random.key(0))
     with pytest.raises(ValueError, match="num_sweeps"):
-        rg.metropolis_sweep(jax.random.key(0), jnp.ones((4, 4)), 0.4, num_sweeps=0)
+        rg.metropolis_sweep(jnp.ones((4, 4)), 0.4, num_sweeps=0, key=jax.random.key(0))
     with pytest.raises(ValueError, match="dimension must be"):
-        rg.sample_ising(jax.random.key(0), 4, 0.4, dimension=3)
+        rg.sample_ising(4, 0.4, dimension=3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="needs a ferromagnet"):
-        rg.sample_ising(jax.random.key(0), 4, -0.4, sampler="wolff")
+        rg.sample_ising(4, -0.4, sampler="wolff", key=jax.random.key(0))
 
 
 def test_sample_ising_keeps_the_measured_configurations():
     r = rg.sample_ising(
-        jax.random.key(4),
         6,
         0.3,
         sampler="metropolis",
@@ -315,6 +314,7 @@ def test_sample_ising_keeps_the_measured_configurations():
         num_measurements=5,
         thermalization=2,
         keep_configurations=True,
+        key=jax.random.key(4),
     )
     assert r.configurations.shape == (3, 5, 6, 6)
     assert r.configurations.dtype == jnp.int8
@@ -333,7 +333,6 @@ def test_samplers_on_the_ring_reproduce_the_exact_chain(sampler):
     e_exact = -float(jax.grad(rg.chain_log_partition)(K, n)) / n
     m2_exact = float(jnp.sum(rg.chain_correlation(K, n, jnp.arange(n)))) / n
     r = rg.sample_ising(
-        jax.random.key(5),
         n,
         K,
         sampler=sampler,
@@ -341,6 +340,7 @@ def test_samplers_on_the_ring_reproduce_the_exact_chain(sampler):
         num_measurements=1500,
         thermalization=100,
         dimension=1,
+        key=jax.random.key(5),
     )
     assert r.spins.shape == (16, n)
     for est, want in (
@@ -361,7 +361,6 @@ def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
         r = jax.vmap(
             lambda K: (
                 rg.sample_ising(
-                    jax.random.key(L),
                     L,
                     K,
                     sampler="metropolis",
@@ -369,6 +368,7 @@ def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
                     num_measurements=2000,
                     updates_per_measurement=5,
                     thermalization=1000,
+                    key=jax.random.key(L),
                 ).magnetization
             )
         )(jnp.asarray(1.0 / Ts))
@@ -390,7 +390,6 @@ def test_energy_matches_kaufman_on_16x16_within_3_standard_errors():
     e = jax.vmap(
         lambda K: (
             rg.sample_ising(
-                jax.random.key(6),
                 16,
                 K,
                 sampler="metropolis",
@@ -399,6 +398,7 @@ def test_energy_matches_kaufman_on_16x16_within_3_standard_errors():
                 updates_per_measurement=2,
                 thermalization=1000,
                 start="cold",
+                key=jax.random.key(6),
             ).energy
         )
     )(Ks)

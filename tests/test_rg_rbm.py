@@ -229,7 +229,7 @@ def test_conditional_means_and_batched_conditionals(units):
     # batched samples: values in the unit set, frequencies near the conditional means
     key = jax.random.key(4)
     h = jnp.asarray(np.repeat(hs[:1], 20000, axis=0))
-    v = np.asarray(r.sample_visible(key, h))
+    v = np.asarray(r.sample_visible(h, key=key))
     assert set(np.unique(v)) <= set(vals)
     m = np.asarray(r.visible_mean(h[0]))
     sd = np.sqrt(np.var(vals) / 20000)  # the largest standard error of a unit's mean

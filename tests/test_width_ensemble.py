@@ -15,9 +15,9 @@ def relu_covariances(n, depth, num, seed, sigma_w=1.0):
     return width.sample_ensemble(
         lambda k: dl.MLP(1, "scalar", n, depth, "relu", sigma_w=sigma_w, key=k),
         lambda net: width.readout_covariance(net, x),
-        jax.random.key(seed),
         num,
         chunk_size=num,
+        key=jax.random.key(seed),
     )
 
 
@@ -37,8 +37,8 @@ def test_single_layer_relu_four_point_is_exactly_one_over_width():
     c = width.sample_ensemble(
         lambda k: dl.MLP(1, "scalar", 512, 1, "relu", key=k),
         cond_var,
-        jax.random.key(0),
         20_000,
+        key=jax.random.key(0),
     )
     # readout_covariance of the full network is the N = 512 column.
     full = width.readout_covariance(
@@ -111,8 +111,8 @@ def test_erf_single_layer_values_from_notes():
     cov = width.sample_ensemble(
         lambda key: dl.MLP(1, "scalar", 10, 1, "erf", sigma_b=1.0, key=key),
         lambda net: width.readout_covariance(net, x),
-        jax.random.key(1),
         20_000,
+        key=jax.random.key(1),
     )
     est = width.with_error_bars(
         lambda c: width.connected_four_point_from_covariance(c)[0, 0, 0, 0], cov
@@ -152,8 +152,8 @@ def test_rao_blackwell_matches_raw_on_same_networks():
     out = width.sample_ensemble(
         make,
         lambda net: (jax.vmap(net)(xs), width.readout_covariance(net, xs)),
-        jax.random.key(2),
         20_000,
+        key=jax.random.key(2),
     )
     raw = width.with_error_bars(width.connected_four_point, out[0])
     rb = width.connected_four_point_from_covariance(out[1])
@@ -189,4 +189,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match=r"\(M, P, P\)"):
         width.connected_four_point_from_covariance(jnp.ones((3, 2)))
     with pytest.raises(ValueError, match="positive int"):
-        width.sample_ensemble(lambda k: k, lambda k: k, jax.random.key(0), 0)
+        width.sample_ensemble(lambda k: k, lambda k: k, 0, key=jax.random.key(0))

@@ -109,9 +109,9 @@ def test_ensemble_covariance_matches_nngp():
             key=k,
         ),
         lambda net: jax.vmap(net)(xs),
-        jax.random.key(5),
         10_000,
         chunk_size=2500,
+        key=jax.random.key(5),
     )
     g2 = width.with_error_bars(lambda s: width.correlator(s, 2), f, num_chunks=20)
     k = width.infinite_width_kernels(
@@ -130,8 +130,8 @@ def test_mean_empirical_ntk_equals_analytic_one_hidden_layer():
     thetas = width.sample_ensemble(
         lambda k: dl.MLP(2, "scalar", 8, 1, "erf", parameterization="ntk", key=k, **kw),
         lambda net: width.empirical_ntk(net, xs),
-        jax.random.key(0),
         2000,
+        key=jax.random.key(0),
     )
     est = width.with_error_bars(lambda t: jnp.mean(t, axis=0), thetas)
     ntk = width.infinite_width_kernels(xs, depth=1, activation="erf", **kw).ntk

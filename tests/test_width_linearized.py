@@ -67,7 +67,7 @@ def test_against_gradient_flow():
 
     p0 = {"W": jax.random.normal(jax.random.key(4), (2, 20)) / 5, "b": jnp.zeros(2)}
     # 2./3. wide MLPs
-    x, y = dl.sine_regression(jax.random.key(0), n=20, d=5)
+    x, y = dl.sine_regression(n=20, d=5, key=jax.random.key(0))
     widths = [64, 1024]
     nets = tuple(
         dl.MLP(5, "scalar", w, 1, "tanh", parameterization="ntk", key=jax.random.key(1))

@@ -21,7 +21,6 @@ weights a step never straddles two layers.
 from __future__ import annotations
 
 import abc
-
 from typing import ClassVar
 
 import diffrax as dfx

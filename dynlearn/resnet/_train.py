@@ -30,7 +30,9 @@ def _check_data_args(name: str, n, noise) -> None:
         )
 
 
-def moons(key: PRNGKeyArray, n: int = 400, noise: float = 0.2) -> tuple[Array, Array]:
+def moons(
+    n: int = 400, noise: float = 0.2, *, key: PRNGKeyArray
+) -> tuple[Array, Array]:
     """Two moons (from [`dynlearn.two_moons`][]) with integer labels 0/1."""
     _check_data_args("moons", n, noise)
     return _moons(key, n, noise)
@@ -38,12 +40,12 @@ def moons(key: PRNGKeyArray, n: int = 400, noise: float = 0.2) -> tuple[Array, A
 
 @eqx.filter_jit
 def _moons(key, n, noise):
-    X, y = two_moons(key, n, noise)
+    X, y = two_moons(n, noise, key=key)
     return X, (y > 0).astype(jnp.int32)
 
 
 def circles(
-    key: PRNGKeyArray, n: int = 400, noise: float = 0.1, factor: float = 0.5
+    n: int = 400, noise: float = 0.1, factor: float = 0.5, *, key: PRNGKeyArray
 ) -> tuple[Array, Array]:
     """Two concentric circles of radii 1 and `factor`, Gaussian noise `noise`;
     labels 0 (outer) / 1 (inner). Returns `X` `(n, 2)`, `y` `(n,)`."""
@@ -64,7 +66,7 @@ def _circles(key, n, noise, factor):
 
 
 def spirals(
-    key: PRNGKeyArray, n: int = 400, noise: float = 0.2, turns: float = 1.5
+    n: int = 400, noise: float = 0.2, turns: float = 1.5, *, key: PRNGKeyArray
 ) -> tuple[Array, Array]:
     """Two interleaved Archimedean spirals $r = φ/(2π\\,\\text{turns})$, the second
     rotated by π, with Gaussian noise `noise`/3 (radius ≤ 1); labels 0/1."""
@@ -104,7 +106,7 @@ def digits() -> tuple[Array, Array]:
 
 
 def split(
-    key: PRNGKeyArray, X: Array, y: Array, test_fraction: float = 0.3
+    X: Array, y: Array, test_fraction: float = 0.3, *, key: PRNGKeyArray
 ) -> tuple[Array, Array, Array, Array]:
     """Random train/test split: `(X_train, y_train, X_test, y_test)`."""
     if not 0 < test_fraction < 1:

@@ -33,8 +33,8 @@ class AISEstimate(NamedTuple):
 
 def ais_log_partition(
     rbm: RBM,
-    key: jax.Array,
     *,
+    key: jax.Array,
     num_chains: int = 256,
     num_betas: int = 1000,
     betas=None,

@@ -85,7 +85,7 @@ def _float(x) -> jax.Array:
 # Block-spin maps
 
 
-def majority_rule(key: jax.Array, configs: ArrayLike, b: int = 2) -> jax.Array:
+def majority_rule(configs: ArrayLike, b: int = 2, *, key: jax.Array) -> jax.Array:
     """Majority-rule block spins: $S_B = \\operatorname{sign}\\sum_{i \\in B} s_i$ on
     each b×b block, ties ($\\sum = 0$, even b) broken by a fair coin drawn from `key`.
 
@@ -100,7 +100,7 @@ def majority_rule(key: jax.Array, configs: ArrayLike, b: int = 2) -> jax.Array:
     **Returns:** the coarse spins, shape (..., L₁/b, L₂/b), same dtype as `configs`.
 
     !!! example
-        `majority_rule(jr.key(0), jnp.ones((8, 8)))` is `jnp.ones((4, 4))`.
+        `majority_rule(jnp.ones((8, 8)), key=jr.key(0))` is `jnp.ones((4, 4))`.
     """
     configs = _check_lattice(configs, b)
     return _majority(key, configs, int(b))
@@ -424,10 +424,12 @@ def _layer_rule(rule, key, x) -> AbstractStepper:
 @jax.jit
 def _sample_hidden(rbm, key, v):
     keys = jr.split(key, v.shape[0])
-    return jax.vmap(rbm.sample_hidden)(keys, v).astype(v.dtype)
+    return jax.vmap(lambda k, x: rbm.sample_hidden(x, key=k))(keys, v).astype(v.dtype)
 
 
-def coarse_grain(rbms: Sequence[RBM], key: jax.Array, v: ArrayLike) -> list[jax.Array]:
+def coarse_grain(
+    rbms: Sequence[RBM], v: ArrayLike, *, key: jax.Array
+) -> list[jax.Array]:
     """Map visible configurations up the stack by sampling: $h^{(1)} \\sim
     p_1(h|v)$, $h^{(2)} \\sim p_2(h|h^{(1)})$, … (the DBN's approximate posterior, the
     'aggregate posterior' coarse-graining of the notes §1.3).

@@ -40,7 +40,7 @@ from ._exact import torus_log_partition
 from ._rbm import RBM, _checkpoint_step
 
 
-def rbm_flow(rbm: RBM, key: jax.Array, v0: ArrayLike, steps: int) -> jax.Array:
+def rbm_flow(rbm: RBM, v0: ArrayLike, steps: int, *, key: jax.Array) -> jax.Array:
     """Iterate the RBM flow v → h → v′ of Iso, Shiba & Yokoo (arXiv:1801.07172, Sec. III).
 
     One step draws $h \\sim p_λ(h|v)$, then $v' \\sim p_λ(v|h)$, both as **samples**
@@ -96,7 +96,7 @@ def _flow(rbm, key, v0, steps):
     # of one key per chain: much cheaper to compile)
     def step(v, k):
         kh, kv = jr.split(k)
-        v = rbm.sample_visible(kv, rbm.sample_hidden(kh, v)).astype(v0.dtype)
+        v = rbm.sample_visible(rbm.sample_hidden(v, key=kh), key=kv).astype(v0.dtype)
         return v, v
 
     _, vs = jax.lax.scan(step, v0, jr.split(key, steps))

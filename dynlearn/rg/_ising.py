@@ -133,7 +133,7 @@ def _half_sweep(S, O, bits, acceptance, black):
 
 
 def metropolis_sweep(
-    key, s, K, num_sweeps: int = 1, rng: Literal["counter", "jax"] = "counter"
+    s, K, num_sweeps: int = 1, rng: Literal["counter", "jax"] = "counter", *, key
 ) -> jax.Array:
     """`num_sweeps` checkerboard Metropolis sweeps of one L×L' periodic lattice (or one
     ring of L sites, for a 1-D `s`).
@@ -208,7 +208,7 @@ def _grow(key, s, seed_mask, p_add, max_iters):
     return jax.lax.while_loop(cond, body, init)[1]
 
 
-def wolff_update(key, s, K):
+def wolff_update(s, K, *, key):
     """One Wolff single-cluster update (Wolff 1989): grow a cluster from a random seed
     with bond probability 1 − e^{−2K} and flip it."""
     kseed, kgrow = jr.split(key)
@@ -218,7 +218,7 @@ def wolff_update(key, s, K):
     return jnp.where(cluster, -s, s)
 
 
-def swendsen_wang_update(key, s, K):
+def swendsen_wang_update(s, K, *, key):
     """One Swendsen–Wang update (1987): activate every satisfied bond with probability
     1 − e^{−2K}, label connected clusters (minimum-label propagation) and flip each
     with probability 1/2."""
@@ -275,10 +275,10 @@ class IsingSamples(NamedTuple):
 
 
 def sample_ising(
-    key,
     L: int,
     K: float,
     *,
+    key,
     sampler: Sampler = "wolff",
     num_chains: int = 8,
     num_measurements: int = 1000,
@@ -372,10 +372,10 @@ def _sample(
     def advance(s, key, n):
         """n updates of one chain."""
         if sampler == "metropolis":  # sweeps fused: the sublattices stay split
-            return metropolis_sweep(key, s, K, num_sweeps=n)
-        return jax.lax.scan(lambda s, k: (update(k, s, K), None), s, jr.split(key, n))[
-            0
-        ]
+            return metropolis_sweep(s, K, num_sweeps=n, key=key)
+        return jax.lax.scan(
+            lambda s, k: (update(s, K, key=k), None), s, jr.split(key, n)
+        )[0]
 
     def chain(key):
         kinit, ktherm, krun = jr.split(key, 3)

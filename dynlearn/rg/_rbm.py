@@ -270,13 +270,13 @@ class RBM(eqx.Module):
         """E[v | h]: tanh(a + Wh) (spin) or σ(a + Wh) (Bernoulli)."""
         return _mean(self.units, self.visible_bias + h @ self.weight.T)
 
-    def sample_hidden(self, key, v) -> jax.Array:
+    def sample_hidden(self, v, *, key) -> jax.Array:
         """h ~ p(h | v): p(h_j = +1 | v) = σ(2x_j) (spin; else −1) or
         p(h_j = 1 | v) = σ(x_j) (Bernoulli; else 0), x = b + Wᵀv; in v's float
         dtype (uniforms drawn in the same dtype)."""
         return self._sample(key, self.hidden_bias + v @ self.weight)
 
-    def sample_visible(self, key, h) -> jax.Array:
+    def sample_visible(self, h, *, key) -> jax.Array:
         """v ~ p(v | h), as `sample_hidden` with x = a + Wh."""
         return self._sample(key, self.visible_bias + h @ self.weight.T)
 
@@ -284,12 +284,12 @@ class RBM(eqx.Module):
         p = _prob_on(self.units, x)
         return jnp.where(jr.uniform(key, p.shape, p.dtype) < p, 1.0, _off(self.units))
 
-    def gibbs(self, key, v, k: int = 1) -> jax.Array:
+    def gibbs(self, v, k: int = 1, *, key) -> jax.Array:
         """k steps of block Gibbs sampling v → h → v."""
 
         def step(v, key):
             kh, kv = jr.split(key)
-            return self.sample_visible(kv, self.sample_hidden(kh, v)), None
+            return self.sample_visible(self.sample_hidden(v, key=kh), key=kv), None
 
         return jax.lax.scan(step, v, jr.split(key, k))[0]
 
@@ -463,7 +463,9 @@ def _gibbs_batch(rbm: RBM, key, v, k: int) -> jax.Array:
 
     def step(v, key):
         kh, kv = jr.split(key)
-        return rbm.sample_visible(kv, rbm.sample_hidden(kh, v)).astype(v.dtype), None
+        return rbm.sample_visible(rbm.sample_hidden(v, key=kh), key=kv).astype(
+            v.dtype
+        ), None
 
     return jax.lax.scan(step, v, jr.split(key, k))[0]
 

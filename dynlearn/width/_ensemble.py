@@ -49,9 +49,9 @@ class Estimate(NamedTuple):
 def sample_ensemble(
     make: Callable[[PRNGKeyArray], Any],
     fn: Callable[[Any], Any],
-    key: PRNGKeyArray,
     num: int,
     *,
+    key: PRNGKeyArray,
     chunk_size: int = 1024,
 ) -> Any:
     """Draw `num` networks `make(key_i)` and return `fn(network_i)` stacked.
