@@ -21,6 +21,7 @@ from ._engine import (
     iterate as iterate,
     minibatch_indices as minibatch_indices,
 )
+from ._estimate import Estimate as Estimate
 from ._flows import (
     AbstractFlow as AbstractFlow,
     GradientFlow as GradientFlow,
@@ -68,6 +69,7 @@ __all__ = [
     "AbstractStepper",
     "DivergenceError",
     "EngineState",
+    "Estimate",
     "GradientDescent",
     "MemoryWarning",
     "Optax",

@@ -132,7 +132,7 @@ def run(config: dict, out: Path) -> dict:
             else:
                 cov = _covariances(sub, x1, m, width=int(n), depth=1, **kw)
             est = _g4_and_kappa(cov)
-            vals.append(float(est.value[0]))
+            vals.append(float(est.mean[0]))
             errs.append(float(est.stderr[0]))
         c = plotting.PALETTE[i]
         ax.errorbar(widths, vals, yerr=2 * np.array(errs), fmt="none", color=c)
@@ -174,7 +174,7 @@ def run(config: dict, out: Path) -> dict:
                 sigma_b=0.0,
             )
             est = _g4_and_kappa(cov)
-            kap.append(float(est.value[1]))
+            kap.append(float(est.mean[1]))
             kap_err.append(float(est.stderr[1]))
         c = plotting.PALETTE[i]
         ax.errorbar(
@@ -246,9 +246,9 @@ def run(config: dict, out: Path) -> dict:
     for n_ in widths:
         cov = erf_covs[int(n_)][:, :nc, :nc]
         est = _lambda_with_error_bars(cov, k_grid, wts)
-        means.append(float(est.value[0]))
+        means.append(float(est.mean[0]))
         errs.append(float(est.stderr[0]))
-        spreads.append(float(est.value[1]))
+        spreads.append(float(est.mean[1]))
     ax = axes[0, 2]
     nl = np.array(means) * widths
     ax.errorbar(

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+import dynlearn as dl
 from dynlearn import plotting, rg
 
 
@@ -91,7 +92,7 @@ def run(config: dict, out: Path) -> dict:
             e = rg.chain_estimate(r.energy)
             # c = K² N Var(e), per chain, then over chains
             var_chain = np.asarray(r.energy).var(axis=1, ddof=1) * L * L / T**2
-            c = rg.Estimate(
+            c = dl.Estimate(
                 float(var_chain.mean()),
                 float(var_chain.std(ddof=1) / np.sqrt(len(var_chain))),
             )
@@ -122,7 +123,7 @@ def run(config: dict, out: Path) -> dict:
             ax.errorbar(
                 Ts,
                 [r[name].mean for r in rows],
-                [r[name].error for r in rows],
+                [r[name].stderr for r in rows],
                 fmt="o",
                 ms=4,
                 color=c_col,
@@ -130,8 +131,8 @@ def run(config: dict, out: Path) -> dict:
                 label=f"MC, L = {L}" if ax is not ax_c else None,
             )
         ax_u.plot(Ts, [r["binder"].mean for r in rows], color=c_col, lw=0.8, alpha=0.6)
-        z = [(r["e"].mean - r["e_exact"]) / r["e"].error for r in rows]
-        zc = [(r["c"].mean - r["c_exact"]) / r["c"].error for r in rows]
+        z = [(r["e"].mean - r["e_exact"]) / r["e"].stderr for r in rows]
+        zc = [(r["c"].mean - r["c_exact"]) / r["c"].stderr for r in rows]
         metrics["sizes"][str(L)] = {
             "energy_max_abs_z": float(np.max(np.abs(z))),
             "specific_heat_max_abs_z": float(np.max(np.abs(zc))),
@@ -139,14 +140,14 @@ def run(config: dict, out: Path) -> dict:
                 {
                     "T": r["T"],
                     "e": r["e"].mean,
-                    "e_err": r["e"].error,
+                    "e_err": r["e"].stderr,
                     "e_exact": r["e_exact"],
                     "c": r["c"].mean,
-                    "c_err": r["c"].error,
+                    "c_err": r["c"].stderr,
                     "c_exact": r["c_exact"],
                     "abs_m": r["abs_m"].mean,
                     "binder": r["binder"].mean,
-                    "binder_err": r["binder"].error,
+                    "binder_err": r["binder"].stderr,
                 }
                 for r in rows
             ],

@@ -378,7 +378,7 @@ def run(config: dict, out: Path) -> dict:
             ax.errorbar(
                 depths,
                 [r[name].mean for r in rows],
-                [r[name].error for r in rows],
+                [r[name].stderr for r in rows],
                 fmt=mk + "-",
                 color=c,
                 capsize=3,
@@ -456,7 +456,7 @@ def run(config: dict, out: Path) -> dict:
     )
     plotting.save(fig, out / "mehta_schwab_reconstructions.png")
 
-    est = lambda rows, name: [[r[name].mean, r[name].error] for r in rows]  # noqa: E731
+    est = lambda rows, name: [[r[name].mean, r[name].stderr] for r in rows]  # noqa: E731
     xi_d = np.array([r["xi2"].mean for r in rows_dbn])
     xi_m = np.array([r["xi2"].mean for r in rows_major])
     e_exact = float(rg.torus_energy(K, L, L))
@@ -473,9 +473,9 @@ def run(config: dict, out: Path) -> dict:
         # mean negative pseudo-log-likelihood of each layer's training input, in
         # nats per configuration, before and after training (dynlearn.rg.pseudo_nll)
         "pseudo_nll_per_layer": [[float(t.loss[0]), float(t.loss[-1])] for t in trajs],
-        "energy_layer0": [e0.mean, e0.error],
+        "energy_layer0": [e0.mean, e0.stderr],
         "energy_exact_kaufman": e_exact,
-        "energy_layer0_z": (e0.mean - e_exact) / e0.error,
+        "energy_layer0_z": (e0.mean - e_exact) / e0.stderr,
         "rf_radius_per_layer": med_r.tolist(),
         "rf_radius_mean_per_layer": mean_r.tolist(),
         "rf_radius_std_per_layer": [float(r.std()) for r in radii],

@@ -115,7 +115,7 @@ def run(config: dict, out: Path) -> dict:
         f = jax.block_until_ready(width.sample_ensemble(make, outputs, m, key=sub))
         elapsed = time.perf_counter() - tic
         g2 = width.with_error_bars(lambda s: width.correlator(s, 2), f)
-        z = np.asarray((g2.value - k_inf) / g2.stderr)
+        z = np.asarray((g2.mean - k_inf) / g2.stderr)
         metrics["max_abs_z"][f"depth{depth}_width{n}"] = float(np.abs(z).max())
         if j == 1:  # sampler throughput, compiled and including compilation
             tic = time.perf_counter()
@@ -127,7 +127,7 @@ def run(config: dict, out: Path) -> dict:
         marker = "o" if depth == 1 else "s"
         axes[0, 0].errorbar(
             np.asarray(xs),
-            np.asarray(g2.value[i0]),
+            np.asarray(g2.mean[i0]),
             yerr=2 * np.asarray(g2.stderr[i0]),
             fmt=marker,
             ms=4,

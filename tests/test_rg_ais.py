@@ -28,8 +28,8 @@ def test_ais_matches_enumeration(annealed):
     r, est = annealed
     exact = float(r.log_partition())
     dev = float(est.mean) - exact
-    assert 0 < float(est.error) < 0.02
-    assert abs(dev) < 3 * float(est.error)
+    assert 0 < float(est.stderr) < 0.02
+    assert abs(dev) < 3 * float(est.stderr)
     assert abs(dev) < 0.05
     assert float(est.effective_sample_size) > 0.8 * 256
     assert est.log_weights.shape == (256,)
@@ -43,9 +43,9 @@ def test_ais_without_annealing_is_unbiased_but_noisier(annealed):
     r, est = annealed
     plain = rg.ais_log_partition(r, num_chains=2048, num_betas=2, key=jax.random.key(2))
     dev = float(plain.mean) - float(r.log_partition())
-    assert abs(dev) < 3 * float(plain.error)
+    assert abs(dev) < 3 * float(plain.stderr)
     # 8× more chains, still a larger error and a much smaller effective sample size
-    assert float(plain.error) > 2 * float(est.error)
+    assert float(plain.stderr) > 2 * float(est.stderr)
     assert float(plain.effective_sample_size) / 2048 < 0.5
 
 
@@ -53,7 +53,7 @@ def test_ais_zero_weights_is_exact_with_zero_variance():
     r = _rbm(0.0, seed=3)
     est = rg.ais_log_partition(r, key=jax.random.key(4))
     np.testing.assert_allclose(est.mean, r.log_partition(), rtol=1e-13)
-    assert float(est.error) == 0.0
+    assert float(est.stderr) == 0.0
     assert float(est.effective_sample_size) == pytest.approx(256, rel=1e-13)
 
 
@@ -112,6 +112,6 @@ def test_ais_on_the_4x4_bond_rbm_matches_kaufman():
     est = rg.ais_log_partition(r, key=jax.random.key(0))
     exact = float(rg.torus_log_partition(K, 4, 4)) + 32 * (np.log(2) + K)
     dev = float(est.mean) - exact
-    assert 0 < float(est.error) < 0.03
-    assert abs(dev) < 3 * float(est.error)
+    assert 0 < float(est.stderr) < 0.03
+    assert abs(dev) < 3 * float(est.stderr)
     assert abs(dev) < 0.05

@@ -293,8 +293,8 @@ def test_ais_bernoulli_matches_enumeration():
     exact = _np_logsumexp(_brute_log_weights(W, a, b, _bits(10), _bits(6)))
     est = rg.ais_log_partition(r, key=jax.random.key(1))
     dev = float(est.mean) - exact
-    assert 0 < float(est.error) < 0.02
-    assert abs(dev) < 3 * float(est.error)
+    assert 0 < float(est.stderr) < 0.02
+    assert abs(dev) < 3 * float(est.stderr)
     assert abs(dev) < 0.05
     assert float(est.effective_sample_size) > 0.8 * 256
     # the base (W = 0, b = 0, the target's visible biases) has an exact ln Z

@@ -153,8 +153,8 @@ def test_xi2_of_exact_samples_matches_exact_enumeration():
     xi_exact = np.sqrt(chi / F - 1) / (2 * np.sin(np.pi / L))
     idx = np.random.default_rng(6).choice(len(p), size=1600, p=p)
     est = rg.correlation_length_estimate(states[idx], num_groups=16)
-    assert 0 < est.error < 0.05 * xi_exact
-    assert abs(est.mean - xi_exact) < 4 * est.error, (est, xi_exact)
+    assert 0 < est.stderr < 0.05 * xi_exact
+    assert abs(est.mean - xi_exact) < 4 * est.stderr, (est, xi_exact)
 
 
 def _gauss_image(L, centre, sigma):

@@ -183,8 +183,8 @@ def test_samplers_reproduce_exact_enumeration(sampler):
         (rg.chain_estimate(np.abs(r.magnetization)), exact["abs_m"]),
         (rg.chain_estimate(r.magnetization**2), exact["m2"]),
     ):
-        assert abs(est.mean - want) < 4 * est.error, (sampler, est, want)
-        assert est.error < 0.01  # the check has power
+        assert abs(est.mean - want) < 4 * est.stderr, (sampler, est, want)
+        assert est.stderr < 0.01  # the check has power
 
 
 @pytest.mark.parametrize(
@@ -202,8 +202,8 @@ def test_energy_matches_kaufman_on_8x8(sampler, K):
     )
     est = rg.chain_estimate(r.energy)
     want = float(rg.torus_energy(K, 8, 8))
-    assert abs(est.mean - want) < 4 * est.error, (est, want)
-    assert est.error < 0.01
+    assert abs(est.mean - want) < 4 * est.stderr, (est, want)
+    assert est.stderr < 0.01
 
 
 def test_autocorrelation_time_of_ar1():
@@ -221,7 +221,7 @@ def test_autocorrelation_time_of_ar1():
 def test_binder_cumulant_limits():
     rng = np.random.default_rng(0)
     gauss = rg.binder_cumulant(rng.normal(size=(20, 5000)))
-    assert abs(gauss.mean) < 4 * gauss.error + 1e-3  # Gaussian: U₄ = 0
+    assert abs(gauss.mean) < 4 * gauss.stderr + 1e-3  # Gaussian: U₄ = 0
     ordered = rg.binder_cumulant(np.sign(rng.normal(size=(10, 100))))
     np.testing.assert_allclose(ordered.mean, 2 / 3, rtol=1e-12)  # m = ±1: U₄ = 2/3
 
@@ -286,8 +286,8 @@ def test_metropolis_antiferromagnet_and_random_generators(rng):
     for sign in (1.0, -1.0):
         e = jax.jit(jax.vmap(chain, (0, None)))(keys, sign * K)
         est = rg.chain_estimate(e)
-        assert abs(est.mean - sign * exact) < 4 * est.error, (sign, est, exact)
-        assert est.error < 0.01
+        assert abs(est.mean - sign * exact) < 4 * est.stderr, (sign, est, exact)
+        assert est.stderr < 0.01
 
 
 def test_metropolis_bad_input():
@@ -347,8 +347,8 @@ def test_samplers_on_the_ring_reproduce_the_exact_chain(sampler):
         (rg.chain_estimate(r.energy), e_exact),
         (rg.chain_estimate(r.magnetization**2), m2_exact),
     ):
-        assert abs(est.mean - want) < 4 * est.error, (sampler, est, want)
-        assert est.error < 0.01
+        assert abs(est.mean - want) < 4 * est.stderr, (sampler, est, want)
+        assert est.stderr < 0.01
 
 
 def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
@@ -374,7 +374,7 @@ def test_binder_cumulants_of_two_sizes_cross_near_the_critical_temperature():
         )(jnp.asarray(1.0 / Ts))
         est = [rg.binder_cumulant(m) for m in np.asarray(r)]
         U[L] = np.array([e.mean for e in est])
-        dU[L] = np.array([e.error for e in est])
+        dU[L] = np.array([e.stderr for e in est])
     assert np.all(dU[8] < 0.01) and np.all(dU[16] < 0.01), (dU[8], dU[16])
     diff = U[8] - U[16]
     assert diff[0] < 0 < diff[-1], diff  # below T_c the larger lattice is more ordered
@@ -405,5 +405,5 @@ def test_energy_matches_kaufman_on_16x16_within_3_standard_errors():
     for K, e_K in zip(Ks, np.asarray(e)):
         est = rg.chain_estimate(e_K)
         want = float(rg.torus_energy(K, 16, 16))
-        assert abs(est.mean - want) < 3 * est.error, (float(K), est, want)
-        assert est.error < 0.005
+        assert abs(est.mean - want) < 3 * est.stderr, (float(K), est, want)
+        assert est.stderr < 0.005

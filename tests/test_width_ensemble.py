@@ -52,7 +52,7 @@ def test_single_layer_relu_four_point_is_exactly_one_over_width():
         ),
         c,
     )
-    g4, kappa = both.value[0], both.value[1]
+    g4, kappa = both.mean[0], both.mean[1]
     for i, n in enumerate(widths):
         exact_k, exact_g4, exact_kappa = width.single_layer_four_point(
             "relu", int(n), k0=1.0
@@ -74,8 +74,8 @@ def test_deep_relu_kurtosis_exact():
     # value 15L/n = 1.875 must be excluded by the error bar.
     cov = relu_covariances(32, 4, 10_000, 0, sigma_w=2**0.5)
     kap = width.with_error_bars(lambda c: width.kurtosis_from_covariance(c)[0], cov)
-    assert abs(kap.value - width.relu_kurtosis_exact(32, 4)) < 4 * kap.stderr
-    assert abs(kap.value - 15 * 4 / 32) > 4 * kap.stderr
+    assert abs(kap.mean - width.relu_kurtosis_exact(32, 4)) < 4 * kap.stderr
+    assert abs(kap.mean - 15 * 4 / 32) > 4 * kap.stderr
 
 
 def test_finite_width_recursion():
@@ -117,7 +117,7 @@ def test_erf_single_layer_values_from_notes():
     est = width.with_error_bars(
         lambda c: width.connected_four_point_from_covariance(c)[0, 0, 0, 0], cov
     )
-    assert abs(est.value - g4) < 4 * est.stderr
+    assert abs(est.mean - g4) < 4 * est.stderr
 
 
 def test_raw_estimators_on_known_distributions():
@@ -129,12 +129,12 @@ def test_raw_estimators_on_known_distributions():
     v = rng.gamma(4.0, 0.25, size=(m, 1))
     f = np.sqrt(v) * rng.normal(size=(m, 1))
     est = width.with_error_bars(lambda s: width.connected_four_point(s)[0, 0, 0, 0], f)
-    assert abs(est.value - 0.75) < 4 * est.stderr
+    assert abs(est.mean - 0.75) < 4 * est.stderr
     kap = width.with_error_bars(lambda s: width.kurtosis(s)[0], f)
-    assert abs(kap.value - 0.75) < 4 * kap.stderr
+    assert abs(kap.mean - 0.75) < 4 * kap.stderr
     g = rng.normal(size=(m, 2)) @ np.array([[1.0, 0.5], [0.0, 0.8]])
     est = width.with_error_bars(width.connected_four_point, g)
-    assert np.all(np.abs(est.value) < 4 * est.stderr)
+    assert np.all(np.abs(est.mean) < 4 * est.stderr)
     # Correlators against explicit sums (exact up to round-off).
     s = rng.normal(size=(50, 3))
     g3 = width.correlator(s, 3)
@@ -157,7 +157,7 @@ def test_rao_blackwell_matches_raw_on_same_networks():
     )
     raw = width.with_error_bars(width.connected_four_point, out[0])
     rb = width.connected_four_point_from_covariance(out[1])
-    assert np.all(np.abs(rb - raw.value) < 4 * raw.stderr)
+    assert np.all(np.abs(rb - raw.mean) < 4 * raw.stderr)
 
 
 def test_quartic_coupling_inverts_tree_level_relation():

@@ -117,7 +117,7 @@ def test_ensemble_covariance_matches_nngp():
     k = width.infinite_width_kernels(
         xs, depth=1, activation="relu", sigma_w=2**0.5, sigma_b=0.4
     ).nngp
-    z = np.abs(np.asarray(g2.value - k) / np.asarray(g2.stderr))
+    z = np.abs(np.asarray(g2.mean - k) / np.asarray(g2.stderr))
     assert z.max() < 3.0, z
 
 
@@ -135,7 +135,7 @@ def test_mean_empirical_ntk_equals_analytic_one_hidden_layer():
     )
     est = width.with_error_bars(lambda t: jnp.mean(t, axis=0), thetas)
     ntk = width.infinite_width_kernels(xs, depth=1, activation="erf", **kw).ntk
-    z = np.abs(np.asarray(est.value - ntk) / np.asarray(est.stderr))
+    z = np.abs(np.asarray(est.mean - ntk) / np.asarray(est.stderr))
     assert z.max() < 4.0, z
 
 

@@ -52,7 +52,6 @@ from ._flow import (
 )
 from ._ising import (
     SAMPLERS as SAMPLERS,
-    Estimate as Estimate,
     IsingSamples as IsingSamples,
     binder_cumulant as binder_cumulant,
     chain_estimate as chain_estimate,
@@ -120,7 +119,6 @@ __all__ = [
     "K_C",
     "SAMPLERS",
     "T_C",
-    "Estimate",
     "IsingSamples",
     "binder_cumulant",
     "chain_correlation",

@@ -20,12 +20,12 @@ from ._rbm import RBM, _log_sum, _off, _prob_on
 
 class AISEstimate(NamedTuple):
     """Result of [`dynlearn.rg.ais_log_partition`][]: the estimate `mean` of ln Z with
-    its standard `error` (like [`dynlearn.rg.Estimate`][]), the effective sample size
+    its standard error `stderr` (as in [`dynlearn.Estimate`][]), the effective sample size
     (Σw)²/Σw² of the importance weights, the per-chain log weights ln w (so that
     ln Z ≈ `log_z_base` + ln mean w), and the exact ln Z of the base distribution."""
 
     mean: jax.Array
-    error: jax.Array
+    stderr: jax.Array
     effective_sample_size: jax.Array
     log_weights: jax.Array
     log_z_base: jax.Array
@@ -81,7 +81,7 @@ def ais_log_partition(
       target's a, so that a base with W = 0 is exact and has zero variance).
     - `gibbs_steps`: block Gibbs steps per intermediate distribution.
 
-    **Returns:** an [`dynlearn.rg.AISEstimate`][] (JAX scalars; `mean ± error` is ln Z).
+    **Returns:** an [`dynlearn.rg.AISEstimate`][] (JAX scalars; `mean ± stderr` is ln Z).
     """
     if not isinstance(rbm, RBM):
         raise ValueError(f"rbm must be a dynlearn.rg.RBM, got {type(rbm).__name__}.")

@@ -33,9 +33,10 @@ import numpy as np
 from jax.typing import ArrayLike
 
 from .._engine import AbstractStepper
+from .._estimate import Estimate
 from .._misc import check_integer
 from .._trajectory import Trajectory
-from ._ising import Estimate, energy_per_spin, magnetization
+from ._ising import energy_per_spin, magnetization
 from ._rbm import (
     RBM,
     ContrastiveDivergence,

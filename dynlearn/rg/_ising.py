@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
+from .._estimate import Estimate
 from .._misc import check_integer
 
 
@@ -396,13 +397,6 @@ def _sample(
 
     e, m, *configs, s = jax.vmap(chain)(jr.split(key, num_chains))
     return IsingSamples(e, m, s, configs[0] if keep else None)
-
-
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate: `mean ± error` (one standard error)."""
-
-    mean: float
-    error: float
 
 
 def chain_estimate(x) -> Estimate:

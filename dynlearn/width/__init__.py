@@ -2,7 +2,6 @@
 of random networks (finite-width field theory) and the thermodynamics of learning."""
 
 from ._ensemble import (
-    Estimate as Estimate,
     connected_four_point as connected_four_point,
     connected_four_point_from_covariance as connected_four_point_from_covariance,
     correlator as correlator,
@@ -49,7 +48,6 @@ __all__ = [
     "connected_four_point_from_covariance",
     "correlator",
     "empirical_ntk",
-    "Estimate",
     "finite_width_recursion",
     "gaussian_expectation",
     "gp_posterior",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import equinox as eqx
 import jax
@@ -32,14 +32,8 @@ import jax.random as jr
 import numpy as np
 from jaxtyping import Array, ArrayLike, PRNGKeyArray
 
+from .._estimate import Estimate
 from .._network import MLP, get_activation
-
-
-class Estimate(NamedTuple):
-    """A Monte Carlo estimate and its standard error (same shapes)."""
-
-    value: Array
-    stderr: Array
 
 
 # ---------------------------------------------------------------------------------
@@ -218,9 +212,10 @@ def with_error_bars(
 ) -> Estimate:
     """Apply `estimator` to `samples` (leading axis = networks) with an error bar.
 
-    The value is the estimator on all M samples; the standard error is the
-    batch-means one, $\\mathrm{std}(\\hat θ_1,\\dots,\\hat θ_k)/\\sqrt{k}$ over k =
-    `num_chunks` disjoint chunks (the estimator is applied to each chunk of M/k
+    Returns a [`dynlearn.Estimate`][]: `mean` is the estimator on all M samples,
+    `stderr` the batch-means standard error
+    $\\mathrm{std}(\\hat θ_1,\\dots,\\hat θ_k)/\\sqrt{k}$ over
+    k = `num_chunks` disjoint chunks (the estimator is applied to each chunk of M/k
     samples; HMS 2021 use k = 10). With `max_stderr`, raise if the largest standard
     error exceeds it, saying how many networks are needed (the error falls as
     $1/\\sqrt M$).
@@ -249,7 +244,7 @@ def with_error_bars(
                 f"error bar: standard error {worst:.3g} > max_stderr = "
                 f"{max_stderr:.3g}. Use about M = {need} networks (error ∝ 1/√M)."
             )
-    return Estimate(value=value, stderr=stderr)
+    return Estimate(mean=value, stderr=stderr)
 
 
 # ---------------------------------------------------------------------------------
