@@ -42,7 +42,7 @@ def gradient_descent(
     loss_fn: LossFn,
     params: Params,
     lr: float,
-    steps: int,
+    num_steps: int,
     *,
     optimizer: optax.GradientTransformation | None = None,
     time_per_step: float | None = None,
@@ -57,7 +57,7 @@ def gradient_descent(
 ) -> Trajectory:
     """Full-batch gradient descent $θ_{k+1} = θ_k - η∇Φ(θ_k)$, or any optax optimiser.
 
-    Runs `steps` steps under `jax.lax.scan` and records the iterates at
+    Runs `num_steps` steps under `jax.lax.scan` and records the iterates at
     $t_k = k·$`time_per_step` (default: `lr`), which puts GD on the time axis of
     [`dynlearn.gradient_flow`][]: GD is the forward-Euler discretisation of gradient
     flow with step `lr`.
@@ -66,18 +66,18 @@ def gradient_descent(
 
     - `loss_fn`, `params`: as for [`dynlearn.gradient_flow`][].
     - `lr`: learning rate η > 0 (also the time per step unless `time_per_step` is set).
-    - `steps`: number of steps.
+    - `num_steps`: number of steps.
     - `optimizer`: any `optax.GradientTransformation`; default `optax.sgd(lr)`. For
       heavy-ball momentum use [`dynlearn.HeavyBall`][], which pairs
       `optax.sgd(lr, momentum=β)` with its ODE and time map.
     - `time_per_step`: flow time per step (momentum: √η; see `HeavyBall`).
-    - `save_every`: record every `save_every` steps (`steps` must be a multiple).
+    - `save_every`: record every `save_every` steps (`num_steps` must be a multiple).
     - `observables`, `save_params`: as for [`dynlearn.gradient_flow`][].
     - `args`: the data of the loss, passed as `loss_fn(params, args)`; new data of
       the same shapes reuse the compiled program (a closure over the data would be a
       new program).
     - `resume`, `divergence_threshold`, `throw`, `progress`: as
-      [`dynlearn.iterate`][]; `steps` is then the step to run to.
+      [`dynlearn.iterate`][]; `num_steps` is then the step to run to.
 
     Runs on [`dynlearn.iterate`][]: a new learning rate reuses the compiled program,
     and the call works under `jax.jit`, `jax.vmap` (e.g. over learning rates) and
@@ -94,7 +94,7 @@ def gradient_descent(
         loss_fn,
         params,
         _stepper(lr, optimizer, time_per_step),
-        steps,
+        num_steps,
         args=args,
         save_every=save_every,
         observables=observables,
@@ -111,7 +111,7 @@ def sgd(
     params: Params,
     data: Any,
     lr: float,
-    steps: int,
+    num_steps: int,
     *,
     batch_size: int,
     key: Any = None,
@@ -133,7 +133,7 @@ def sgd(
       `data` with a leading axis of size `batch_size`. The full-batch loss
       `loss_fn(params, data)` is what the trajectory records.
     - `data`: a pytree of arrays with a common leading example axis of size N.
-    - `lr`, `steps`: learning rate and number of steps.
+    - `lr`, `num_steps`: learning rate and number of steps.
     - `batch_size`: B ≤ N.
     - `key`: PRNG key for the minibatch draws, or a batch of M keys
       (`jax.random.split(key, M)`) to run an ensemble of M independent SGD runs at
@@ -154,7 +154,7 @@ def sgd(
         loss_fn,
         params,
         _stepper(lr, optimizer),
-        steps,
+        num_steps,
         data=data,
         batch_size=batch_size,
         replacement=replacement,

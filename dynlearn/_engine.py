@@ -484,7 +484,7 @@ def iterate(
     loss_fn: Callable,
     params: Any,
     stepper: AbstractStepper,
-    steps: int,
+    num_steps: int,
     *,
     args: Any = None,
     data: Any = None,
@@ -501,7 +501,7 @@ def iterate(
     progress: bool | None = None,
     method: str | None = None,
 ) -> Trajectory:
-    """Run a discrete training dynamics: `steps` steps of `stepper` in one compiled
+    """Run a discrete training dynamics: `num_steps` steps of `stepper` in one compiled
     `jax.lax.scan`, saving every `save_every` steps.
 
     **Arguments:**
@@ -512,8 +512,8 @@ def iterate(
       derivatives are taken with respect to its floating-point arrays.
     - `stepper`: the dynamics, an [`dynlearn.AbstractStepper`][] (e.g.
       [`dynlearn.GradientDescent`][], [`dynlearn.Optax`][]).
-    - `steps`: the step count *at the end of the run*: a fresh run takes `steps`
-      steps; a resumed one continues to step `steps`.
+    - `num_steps`: the step count *at the end of the run*: a fresh run takes `num_steps`
+      steps; a resumed one continues to step `num_steps`.
     - `args`: data of a full-batch loss, passed as an argument so that new data of
       the same shapes reuse the compiled program.
     - `data`, `batch_size`, `replacement`, `key`: minibatch training. Each step draws
@@ -544,7 +544,7 @@ def iterate(
     `stats`: `num_gradient_evals` (the steps'), `num_save_evals` (evaluations of
     Φ and ∇Φ, or of Φ alone with `save_grad_norm=False`, made only for saves: one,
     at the last iterate, for a full-batch run, whose steps evaluate them at every
-    other saved iterate anyway), `steps`, and eagerly `compile_time`,
+    other saved iterate anyway), `num_steps`, and eagerly `compile_time`,
     `run_time` and `num_compilations`.
     """
     if not isinstance(stepper, AbstractStepper):
@@ -552,7 +552,7 @@ def iterate(
             f"stepper must be a dynlearn.AbstractStepper (e.g. "
             f"dynlearn.GradientDescent(lr=0.1)), got {stepper!r}."
         )
-    check_integer("steps", steps)
+    check_integer("num_steps", num_steps)
     check_integer("save_every", save_every)
     check_bool("save_params", save_params)
     check_bool("save_grad_norm", save_grad_norm)
@@ -626,15 +626,15 @@ def iterate(
             )
     else:
         state, k0 = fresh, 0
-    todo = steps - k0
+    todo = num_steps - k0
     if todo <= 0:
         raise ValueError(
-            f"resume: the checkpoint is at step {k0}; steps={steps} is the step to run "
-            f"to and must be larger (e.g. steps={k0 + save_every * 100})."
+            f"resume: the checkpoint is at step {k0}; num_steps={num_steps} is the step to run "
+            f"to and must be larger (e.g. num_steps={k0 + save_every * 100})."
         )
     if todo % save_every:
         raise ValueError(
-            f"steps={steps} must be a multiple of save_every={save_every} "
+            f"num_steps={num_steps} must be a multiple of save_every={save_every} "
             + (f"steps after the checkpoint's step {k0} " if k0 else "")
             + "so that the last iterate is saved."
         )
@@ -687,7 +687,7 @@ def iterate(
     ts = ks * tau
     p_saved, loss_saved, obs_saved = saved
     paths = 1 if n_paths is None else n_paths
-    info = {"method": method, "num_paths": paths, "steps": int(steps)}
+    info = {"method": method, "num_paths": paths, "steps": int(num_steps)}
     if not traced:
         info["time_per_step"] = float(tau)
     counts = {

@@ -120,7 +120,7 @@ def run(config: dict, out: Path) -> dict:
     eta = config["eta"]
     m = eta / config["learning_rate"]
     kw = dict(
-        steps=config["steps"],
+        num_steps=config["steps"],
         eta=eta,
         m=m,
         key=ks,

@@ -97,7 +97,7 @@ def run(config: dict, out: Path) -> dict:
     th0 = jax.random.uniform(jax.random.key(config["seed"]), (16,))
     th0 = th0 / jnp.linalg.norm(th0)
     kw = dict(
-        steps=config["steps"],
+        num_steps=config["steps"],
         eta=config["eta"],
         m=config["m"],
         key=jax.random.key(config["seed"] + 1),

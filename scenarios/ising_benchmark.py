@@ -246,7 +246,7 @@ def _benchmark_cd(config, key):
     n = config["cd_steps"]
 
     def train(steps):
-        traj = rg.train_rbm(rbm, data, key=kt, steps=steps, batch_size=batch)
+        traj = rg.train_rbm(rbm, data, key=kt, num_steps=steps, batch_size=batch)
         return jax.block_until_ready(traj.final_params), traj
 
     walls, compile_s, recompiled = {}, 0.0, 0

@@ -222,7 +222,7 @@ def run(config: dict, out: Path) -> dict:
             data[n_test * per_chain :],
             sizes,
             key=k_train,
-            steps=list(config["steps"]),
+            num_steps=list(config["steps"]),
             batch_size=config["batch_size"],
             rule=rg.ContrastiveDivergence(
                 optax.sgd(config["learning_rate"], momentum=config["momentum"]),

@@ -227,7 +227,7 @@ def run(config: dict, out: Path) -> dict:
                 rbm,
                 data,
                 key=k_fit,
-                steps=config["steps"],
+                num_steps=config["steps"],
                 batch_size=config["batch_size"],
                 rule=rg.ContrastiveDivergence(
                     optax.sgd(config["learning_rate"], momentum=config["momentum"]),
@@ -273,7 +273,7 @@ def run(config: dict, out: Path) -> dict:
             np.repeat(temps, train.shape[1]),
             key=k_thermo,
             width=tc["width"],
-            steps=tc["steps"],
+            num_steps=tc["steps"],
             batch_size=tc["batch_size"],
             optimizer=optax.adamw(tc["lr"], weight_decay=tc["weight_decay"]),
         ).final_params

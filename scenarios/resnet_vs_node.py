@@ -130,7 +130,7 @@ def run(config: dict, out: Path) -> dict:
             m,
             Xtr,
             ytr,
-            steps=config["steps"],
+            num_steps=config["steps"],
             optimizer=opt,
             smoothness_weight=alpha,
         )
@@ -169,7 +169,7 @@ def run(config: dict, out: Path) -> dict:
         d,
         kc,
     )
-    hist = rn.train_classifier(node, Xtr, ytr, steps=config["steps"], optimizer=opt)
+    hist = rn.train_classifier(node, Xtr, ytr, num_steps=config["steps"], optimizer=opt)
     node = hist.final_params
     models[node_label], histories[node_label] = node, hist
     metrics[node_label] = {

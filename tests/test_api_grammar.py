@@ -1,4 +1,5 @@
-"""The public API follows one grammar: a PRNG key is always passed by keyword."""
+"""The public API follows one grammar: a PRNG key is always passed by keyword, and
+a step count is always `num_steps`."""
 
 import inspect
 
@@ -43,3 +44,32 @@ def test_every_key_is_keyword_only():
                 positional.append(where)
     assert checked >= 30  # the check saw the samplers, the data sets and the engine
     assert positional == [], f"key is positional in {positional}"
+
+
+def test_one_spelling_of_a_step_count():
+    """A number of steps is `num_steps` everywhere (`max_steps` is a budget)."""
+    other = [
+        f"{where}({name})"
+        for where, fn in _public_callables()
+        for name in _parameters(fn)
+        if name in ("steps", "n_steps", "nsteps", "num_step")
+    ]
+    assert other == []
+
+
+def _parameters(fn) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def test_no_bare_count_names():
+    """Counts say what they count: `num_samples`, `num_chains`, not `num` or `n`."""
+    bare = [
+        f"{where}({name})"
+        for where, fn in _public_callables()
+        for name in _parameters(fn)
+        if name == "num"
+    ]
+    assert bare == []

@@ -339,7 +339,7 @@ _SPINS = jnp.ones((8, 4))
 
 
 def _train(**kw):
-    args = dict(steps=10, batch_size=4)
+    args = dict(num_steps=10, batch_size=4)
     args.update(kw)
     return lambda: dl.rg.train_rbm(_rbm(), _SPINS, key=_key(), **args)
 
@@ -349,7 +349,7 @@ def _cd(**kw):
         _rbm(),
         _SPINS,
         key=_key(),
-        steps=10,
+        num_steps=10,
         batch_size=4,
         rule=dl.rg.ContrastiveDivergence(**kw),
     )
@@ -367,12 +367,12 @@ PHYSICS_CASES = [
     ("rbm-k-negative", _cd(k=-1), ValueError, "Gibbs steps"),
     ("rbm-l2-negative", _cd(l2=-0.1), ValueError, "l2 must be finite and >= 0"),
     ("rbm-l1-nan", _cd(l1=float("nan")), ValueError, "l1 must be finite"),
-    ("rbm-steps-0", _train(steps=0), ValueError, "steps must be a positive"),
+    ("rbm-steps-0", _train(num_steps=0), ValueError, "num_steps must be a positive"),
     ("rbm-rule", _train(rule="gibbs"), TypeError, "rule must be a training rule"),
     (
         "rbm-bit-data",
         lambda: dl.rg.train_rbm(
-            _rbm(), jnp.zeros((8, 4)), key=_key(), steps=10, batch_size=4
+            _rbm(), jnp.zeros((8, 4)), key=_key(), num_steps=10, batch_size=4
         ),
         ValueError,
         "±1 spins",
@@ -380,20 +380,20 @@ PHYSICS_CASES = [
     (
         "rbm-empty-data",
         lambda: dl.rg.train_rbm(
-            _rbm(), jnp.ones((0, 4)), key=_key(), steps=10, batch_size=4
+            _rbm(), jnp.ones((0, 4)), key=_key(), num_steps=10, batch_size=4
         ),
         ValueError,
         "data is empty",
     ),
     (
         "dbn-batch-size-0",
-        lambda: dl.rg.train_dbn(_SPINS, [2], key=_key(), steps=10, batch_size=0),
+        lambda: dl.rg.train_dbn(_SPINS, [2], key=_key(), num_steps=10, batch_size=0),
         ValueError,
         "batch_size",
     ),
     (
         "dbn-fractional-width",
-        lambda: dl.rg.train_dbn(_SPINS, [2.5], key=_key(), steps=10, batch_size=4),
+        lambda: dl.rg.train_dbn(_SPINS, [2.5], key=_key(), num_steps=10, batch_size=4),
         ValueError,
         "hidden_sizes must be positive integers",
     ),
@@ -403,7 +403,7 @@ PHYSICS_CASES = [
             _SPINS,
             [2],
             key=_key(),
-            steps=10,
+            num_steps=10,
             batch_size=4,
             rule=dl.rg.ContrastiveDivergence(l1=-1.0),
         ),
@@ -413,7 +413,7 @@ PHYSICS_CASES = [
     (
         "dbn-rule",
         lambda: dl.rg.train_dbn(
-            _SPINS, [2], key=_key(), steps=10, batch_size=4, rule="pcd"
+            _SPINS, [2], key=_key(), num_steps=10, batch_size=4, rule="pcd"
         ),
         TypeError,
         "rule must be a training rule",
@@ -785,7 +785,7 @@ MACHINE_CASES = [
     (
         "resnet-train-label-out-of-range",
         lambda: dl.resnet.train_classifier(
-            _rmodel(), jnp.ones((3, 2)), jnp.array([0, 1, 2]), steps=1
+            _rmodel(), jnp.ones((3, 2)), jnp.array([0, 1, 2]), num_steps=1
         ),
         ValueError,
         "labels must lie in 0..1",
@@ -793,7 +793,7 @@ MACHINE_CASES = [
     (
         "resnet-train-float-labels",
         lambda: dl.resnet.train_classifier(
-            _rmodel(), jnp.ones((3, 2)), jnp.zeros(3), steps=1
+            _rmodel(), jnp.ones((3, 2)), jnp.zeros(3), num_steps=1
         ),
         TypeError,
         "integer class indices",
@@ -804,7 +804,7 @@ MACHINE_CASES = [
             _rmodel(),
             jnp.ones((3, 2)),
             jnp.zeros(3, int),
-            steps=1,
+            num_steps=1,
             smoothness_weight=-1.0,
         ),
         ValueError,

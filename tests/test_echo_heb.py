@@ -87,7 +87,7 @@ def test_kerr_lattice_learns_xor_like_sgd():
     ys = 0.5 * amp * jnp.array([[1.0], [-1.0], [-1.0], [1.0]])
     th = jax.random.uniform(jax.random.key(0), (16,))
     kw = dict(
-        steps=1000,
+        num_steps=1000,
         eta=1e-4,
         m=1 / 600,
         key=jax.random.key(1),
@@ -98,7 +98,7 @@ def test_kerr_lattice_learns_xor_like_sgd():
     heb = echo.train(mac, th / jnp.linalg.norm(th), xs, ys, method="heb", **kw)
     # exact SGD on the same samples for the first 300 iterations (CPU budget)
     sgd = echo.train(
-        mac, th / jnp.linalg.norm(th), xs, ys, method="sgd", **(kw | {"steps": 300})
+        mac, th / jnp.linalg.norm(th), xs, ys, method="sgd", **(kw | {"num_steps": 300})
     )
     drop = float(heb.loss[0] / heb.loss[-1])
     assert drop >= 1e4, heb.loss  # measured 1.58 → 4.6e-5 relative cost: 3.4e4×
@@ -139,7 +139,7 @@ def test_heb_and_sgd_runs_see_the_same_samples():
     tol = {"heb": dict(rtol=0, atol=1e-10), "sgd": dict(rtol=1e-12, atol=0)}
     for method, step in steppers.items():
         traj = echo.train(
-            mac, th0, xs, ys, steps=steps, eta=eta, m=m, key=key, method=method,
+            mac, th0, xs, ys, num_steps=steps, eta=eta, m=m, key=key, method=method,
             batch_size=b, save_every=2,
         )  # fmt: skip
         np.testing.assert_allclose(traj.ts, 2 * lr * np.arange(0, 7, 2), rtol=1e-14)
@@ -173,7 +173,7 @@ def test_bad_training_arguments():
             theta,
             x,
             y,
-            steps=2,
+            num_steps=2,
             eta=1e-3,
             m=1.0,
             key=jax.random.key(0),
@@ -185,15 +185,17 @@ def test_bad_training_arguments():
             theta,
             x,
             y,
-            steps=3,
+            num_steps=3,
             eta=1e-3,
             m=1.0,
             key=jax.random.key(0),
             save_every=2,
         )
     with pytest.raises(ValueError, match="effective mass"):
-        echo.train(mac, theta, x, y, steps=2, eta=1e-3, m=0.0, key=jax.random.key(0))
+        echo.train(
+            mac, theta, x, y, num_steps=2, eta=1e-3, m=0.0, key=jax.random.key(0)
+        )
     with pytest.raises(ValueError, match="samples"):
         echo.train(
-            mac, theta, x, y[:1], steps=2, eta=1e-3, m=1.0, key=jax.random.key(0)
+            mac, theta, x, y[:1], num_steps=2, eta=1e-3, m=1.0, key=jax.random.key(0)
         )

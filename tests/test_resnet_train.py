@@ -32,7 +32,12 @@ def test_train_resnet_classifier_on_moons():
     acc0 = float(rn.accuracy(model, Xte, yte))
     smooth0 = float(rn.smoothness(model))
     traj = rn.train_classifier(
-        model, Xtr, ytr, steps=150, optimizer=optax.adam(3e-2), smoothness_weight=0.1
+        model,
+        Xtr,
+        ytr,
+        num_steps=150,
+        optimizer=optax.adam(3e-2),
+        smoothness_weight=0.1,
     )
     model = traj.final_params
     # The weight-smoothness regulariser is active: Σ‖θ_{j+1}-θ_j‖²/Δ fell
@@ -67,7 +72,7 @@ def test_train_classifier_records_the_objective_and_accuracy():
     model, X, y = _small_problem()
     opt, alpha = optax.adam(1e-2), 0.3
     traj = rn.train_classifier(
-        model, X, y, steps=20, optimizer=opt, smoothness_weight=alpha, save_every=5
+        model, X, y, num_steps=20, optimizer=opt, smoothness_weight=alpha, save_every=5
     )
     assert traj.loss.shape == (5,) and traj.stats["steps"] == 20
 
@@ -104,20 +109,20 @@ def test_train_classifier_records_the_objective_and_accuracy():
 def test_train_classifier_new_data_reuse_the_program_and_resume(tmp_path):
     model, X, y = _small_problem()
     opt = optax.adam(1e-2)
-    straight = rn.train_classifier(model, X, y, steps=12, optimizer=opt)
+    straight = rn.train_classifier(model, X, y, num_steps=12, optimizer=opt)
     # new data of the same shapes, and a new α: no recompilation
     X2, y2 = rn.moons(40, noise=0.1, key=jr.key(5))
     other = rn.train_classifier(
-        model, X2, y2, steps=12, optimizer=opt, smoothness_weight=0.5
+        model, X2, y2, num_steps=12, optimizer=opt, smoothness_weight=0.5
     )
     assert other.stats["num_compilations"] == 0
     assert not np.allclose(other.loss, straight.loss)
     # 5 steps, written and read back, resumed to 12: bit for bit the straight run
-    path = rn.train_classifier(model, X, y, steps=5, optimizer=opt).save(
+    path = rn.train_classifier(model, X, y, num_steps=5, optimizer=opt).save(
         tmp_path / "classifier_5.npz"
     )
     more = rn.train_classifier(
-        model, X, y, steps=12, optimizer=opt, resume=dl.Trajectory.load(path, model)
+        model, X, y, num_steps=12, optimizer=opt, resume=dl.Trajectory.load(path, model)
     )
     for a, b in zip(
         jax.tree.leaves(eqx.filter(more.final_params, eqx.is_array)),
@@ -186,8 +191,8 @@ def test_train_bad_input():
         key=jr.key(1),
     )
     with pytest.raises(ValueError, match="steps"):
-        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(4, int), steps=0)
+        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(4, int), num_steps=0)
     with pytest.raises(ValueError, match="labels y of shape"):
-        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(3, int), steps=1)
+        rn.train_classifier(model, jnp.ones((4, 2)), jnp.zeros(3, int), num_steps=1)
     with pytest.raises(ValueError, match="factor"):
         model.body.refine(0)

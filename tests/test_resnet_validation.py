@@ -93,12 +93,12 @@ def test_train_classifier_labels_and_options(field):
     model = rn.Classifier(2, D, 2, rn.ResNet(field, "euler", 2), key=jr.key(1))
     X = jnp.ones((4, 2))
     with pytest.raises(ValueError, match="labels must lie in 0..1"):
-        rn.train_classifier(model, X, jnp.array([0, 1, 2, 0]), steps=1)
+        rn.train_classifier(model, X, jnp.array([0, 1, 2, 0]), num_steps=1)
     with pytest.raises(TypeError, match="integer class indices"):
-        rn.train_classifier(model, X, jnp.zeros(4), steps=1)
+        rn.train_classifier(model, X, jnp.zeros(4), num_steps=1)
     with pytest.raises(ValueError, match="smoothness_weight"):
         rn.train_classifier(
-            model, X, jnp.zeros(4, int), steps=1, smoothness_weight=-1.0
+            model, X, jnp.zeros(4, int), num_steps=1, smoothness_weight=-1.0
         )
     with pytest.raises(ValueError, match="shape \\(5,\\)"):
         rn.Classifier(2, 5, 2, rn.ResNet(field, "euler", 2), key=jr.key(1))

@@ -233,7 +233,7 @@ def test_exact_gradient_is_cd_infinity():
         r,
         jnp.tile(v0, (10, 1)),
         key=jax.random.key(0),
-        steps=1,
+        num_steps=1,
         batch_size=4,
         rule=rg.ExactGradient(optax.sgd(0.1)),
     ).final_params
@@ -275,7 +275,7 @@ def test_cd_and_pcd_reach_the_teachers_held_out_likelihood(teacher_data, method)
         r0,
         train,
         key=jax.random.key(2),
-        steps=600,
+        num_steps=600,
         batch_size=100,
         rule=rule,
         observables={"held_out_nll": lambda rr: rg.exact_nll(rr, held)},
@@ -319,6 +319,6 @@ def test_bad_units_and_data():
     bern = rg.RBM(jnp.ones((4, 2)), jnp.zeros(4), jnp.zeros(2), "bernoulli")
     ones = jnp.ones((5, 4))
     with pytest.raises(ValueError, match=r"must be ±1 spins.*2 \* x - 1"):
-        rg.train_rbm(spin, ones.at[0, 0].set(0), key=key, steps=100, batch_size=2)
+        rg.train_rbm(spin, ones.at[0, 0].set(0), key=key, num_steps=100, batch_size=2)
     with pytest.raises(ValueError, match=r"must be 0/1 bits.*\(s \+ 1\) / 2"):
-        rg.train_rbm(bern, -ones, key=key, steps=100, batch_size=2)
+        rg.train_rbm(bern, -ones, key=key, num_steps=100, batch_size=2)

@@ -248,7 +248,7 @@ def test_train_dbn_shapes_and_layer_one_likelihood():
         data,
         [4, 2],
         key=jax.random.key(1),
-        steps=[300, 20],
+        num_steps=[300, 20],
         batch_size=50,
         rule=rg.ContrastiveDivergence(optax.sgd(0.1)),
     )
@@ -265,9 +265,11 @@ def test_train_dbn_shapes_and_layer_one_likelihood():
     assert h1.shape == (3, 1000, 4) and h2.shape == (3, 1000, 2)
     assert set(np.unique(h2)) <= {-1.0, 1.0}
     with pytest.raises(ValueError, match="one per layer"):
-        rg.train_dbn(data, [4, 2], key=jax.random.key(0), steps=[10], batch_size=5)
+        rg.train_dbn(data, [4, 2], key=jax.random.key(0), num_steps=[10], batch_size=5)
     with pytest.raises(ValueError, match="±1"):
-        rg.train_dbn((data + 1) / 2, [4], key=jax.random.key(0), steps=10, batch_size=5)
+        rg.train_dbn(
+            (data + 1) / 2, [4], key=jax.random.key(0), num_steps=10, batch_size=5
+        )
     with pytest.raises(ValueError, match="read the hidden layer"):
         rg.coarse_grain(rbms[::-1], data, key=jax.random.key(0))
 

@@ -160,7 +160,7 @@ def test_classifier_thermometer_reads_two_temperatures(ising_8x8):
     x, t, x_test, t_test = _split(ising_8x8, temps)
     with jax.enable_x64(False):
         th = rg.train_thermometer(
-            x, t, key=jax.random.key(5), width=32, steps=500, learning_rate=3e-3
+            x, t, key=jax.random.key(5), width=32, num_steps=500, learning_rate=3e-3
         ).final_params
         p = np.asarray(th.probabilities(x_test))
         T_read = np.asarray(th(x_test))
@@ -189,7 +189,7 @@ def test_classifier_thermometer_is_monotone_in_temperature(ising_8x8):
     x, t, x_test, t_test = _split(ising_8x8, _T_CLASSES)
     with jax.enable_x64(False):
         th = rg.train_thermometer(
-            x, t, key=jax.random.key(6), width=32, steps=500, learning_rate=3e-3
+            x, t, key=jax.random.key(6), width=32, num_steps=500, learning_rate=3e-3
         ).final_params
         T_read = np.asarray(th(x_test))
     means = [T_read[t_test == T].mean() for T in _T_CLASSES]
@@ -213,4 +213,4 @@ def test_train_thermometer_rejects_bad_input():
     with pytest.raises(ValueError, match="positive"):
         rg.train_thermometer(s, [1.0, -2.0, 1.0, 2.0], key=key)
     with pytest.raises(ValueError, match="steps"):
-        rg.train_thermometer(s, [1.0, 2.0, 1.0, 2.0], steps=0, key=key)
+        rg.train_thermometer(s, [1.0, 2.0, 1.0, 2.0], num_steps=0, key=key)

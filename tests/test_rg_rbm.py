@@ -116,7 +116,7 @@ def test_training_learns_the_chain(method):
         r0,
         data,
         key=jax.random.key(2),
-        steps=3000,
+        num_steps=3000,
         batch_size=64,
         rule=_rule(
             method, data, optax.adam(optax.cosine_decay_schedule(0.02, 3000, 0.02))
@@ -140,23 +140,25 @@ def test_bad_arguments():
     r = rg.RBM.random(jax.random.key(0), 4, 2)
     key = jax.random.key(0)
     with pytest.raises(ValueError, match=r"data must have shape \(N, 4\)"):
-        rg.train_rbm(r, jnp.ones((5, 3)), key=key, steps=100, batch_size=2)
+        rg.train_rbm(r, jnp.ones((5, 3)), key=key, num_steps=100, batch_size=2)
     with pytest.raises(ValueError, match="must be ±1 spins"):
-        rg.train_rbm(r, jnp.zeros((5, 4)), key=key, steps=100, batch_size=2)
+        rg.train_rbm(r, jnp.zeros((5, 4)), key=key, num_steps=100, batch_size=2)
     with pytest.raises(ValueError, match="steps must be a positive integer"):
-        rg.train_rbm(r, jnp.ones((5, 4)), key=key, steps=0, batch_size=2)
+        rg.train_rbm(r, jnp.ones((5, 4)), key=key, num_steps=0, batch_size=2)
     with pytest.raises(ValueError, match="multiple of save_every"):
         rg.train_rbm(
-            r, jnp.ones((5, 4)), key=key, steps=150, batch_size=2, save_every=100
+            r, jnp.ones((5, 4)), key=key, num_steps=150, batch_size=2, save_every=100
         )
     with pytest.raises(TypeError, match="rule must be a training rule"):
-        rg.train_rbm(r, jnp.ones((5, 4)), key=key, steps=100, batch_size=2, rule="cd")
+        rg.train_rbm(
+            r, jnp.ones((5, 4)), key=key, num_steps=100, batch_size=2, rule="cd"
+        )
     with pytest.raises(ValueError, match="PCD chains have 3 units"):
         rg.train_rbm(
             r,
             jnp.ones((5, 4)),
             key=key,
-            steps=100,
+            num_steps=100,
             batch_size=2,
             rule=rg.PersistentContrastiveDivergence(jnp.ones((7, 3))),
         )
@@ -165,7 +167,7 @@ def test_bad_arguments():
             r,
             jnp.ones((5, 4)),
             key=key,
-            steps=100,
+            num_steps=100,
             batch_size=2,
             rule=rg.PersistentContrastiveDivergence(jnp.zeros((7, 4))),
         )
@@ -193,7 +195,7 @@ def test_cd_on_2d_ising_reaches_the_exact_models_held_out_likelihood():
         r0,
         train,
         key=jax.random.key(2),
-        steps=2000,
+        num_steps=2000,
         batch_size=100,
         rule=rg.ContrastiveDivergence(optax.adam(1e-2)),
         observables={"held_out_nll": lambda rr: rg.exact_nll(rr, held)},

@@ -120,7 +120,7 @@ def test_exact_gradient_training_lowers_the_exact_kl():
         student,
         jnp.asarray(vs[idx]),
         key=jax.random.key(7),
-        steps=400,
+        num_steps=400,
         batch_size=50,
         rule=rg.ExactGradient(optax.adam(0.05)),
         observables={"kl": lambda r: rg.exact_kl(r, jnp.asarray(log_p))},
@@ -163,11 +163,11 @@ def test_pcd_resume_is_bit_exact(tmp_path):
         jax.random.key(2), data, 16, optimizer=optax.adam(0.02), k=2, l1=1e-3
     )
     run = dict(key=jax.random.key(3), batch_size=10, rule=rule, save_every=10)
-    straight = rg.train_rbm(rbm, data, steps=60, **run)
-    first = rg.train_rbm(rbm, data, steps=20, **run)
+    straight = rg.train_rbm(rbm, data, num_steps=60, **run)
+    first = rg.train_rbm(rbm, data, num_steps=20, **run)
     path = first.save(tmp_path / "pcd.npz")
     loaded = dl.Trajectory.load(path, like=rbm)
-    resumed = rg.train_rbm(rbm, data, steps=60, resume=loaded, **run)
+    resumed = rg.train_rbm(rbm, data, num_steps=60, resume=loaded, **run)
     assert _leaves_equal(resumed.final_params, straight.final_params)
     assert _leaves_equal(resumed.state, straight.state)  # chains and optimiser state
     chains = resumed.state.stepper_state[1]
@@ -175,9 +175,9 @@ def test_pcd_resume_is_bit_exact(tmp_path):
     np.testing.assert_array_equal(resumed.loss, straight.loss[2:])
     np.testing.assert_array_equal(resumed.ts, straight.ts[2:])
     # in memory too; and a restart from the 20-step parameters is another run
-    again = rg.train_rbm(rbm, data, steps=60, resume=first, **run)
+    again = rg.train_rbm(rbm, data, num_steps=60, resume=first, **run)
     assert _leaves_equal(again.final_params, straight.final_params)
-    restart = rg.train_rbm(first.final_params, data, steps=40, **run)
+    restart = rg.train_rbm(first.final_params, data, num_steps=40, **run)
     assert not _leaves_equal(restart.final_params, straight.final_params)
 
 
@@ -191,10 +191,10 @@ def test_cd_and_exact_resume_are_bit_exact(tmp_path, rule):
         else rg.ExactGradient(optax.adam(0.02))
     )
     run = dict(key=jax.random.key(6), batch_size=8, rule=rule)
-    straight = rg.train_rbm(rbm, data, steps=30, **run)
-    path = rg.train_rbm(rbm, data, steps=12, **run).save(tmp_path / "ckpt.npz")
+    straight = rg.train_rbm(rbm, data, num_steps=30, **run)
+    path = rg.train_rbm(rbm, data, num_steps=12, **run).save(tmp_path / "ckpt.npz")
     resumed = rg.train_rbm(
-        rbm, data, steps=30, resume=dl.Trajectory.load(path, like=rbm), **run
+        rbm, data, num_steps=30, resume=dl.Trajectory.load(path, like=rbm), **run
     )
     assert _leaves_equal(resumed.final_params, straight.final_params)
     assert _leaves_equal(resumed.state, straight.state)
@@ -207,19 +207,19 @@ def test_dbn_resume_and_pcd_chains_per_layer(tmp_path):
         jnp.ones((12, 9)), optimizer=optax.sgd(0.1)
     )
     run = dict(key=jax.random.key(8), batch_size=10, rule=rule)
-    straight = rg.train_dbn(data, [4, 2], steps=[30, 20], **run)
+    straight = rg.train_dbn(data, [4, 2], num_steps=[30, 20], **run)
     assert [t.final_params.weight.shape for t in straight] == [(9, 4), (4, 2)]
     # each layer's chains live on its own input (9, then 4 units)
     assert [t.state.stepper_state[1].shape for t in straight] == [(12, 9), (12, 4)]
-    part = rg.train_dbn(data, [4], steps=[10], **run)
+    part = rg.train_dbn(data, [4], num_steps=[10], **run)
     path = part[0].save(tmp_path / "layer0.npz")
     like = rg.RBM.random(jax.random.key(0), 9, 4)
     loaded = [dl.Trajectory.load(path, like=like)]
-    resumed = rg.train_dbn(data, [4, 2], steps=[30, 20], resume=loaded, **run)
+    resumed = rg.train_dbn(data, [4, 2], num_steps=[30, 20], resume=loaded, **run)
     for a, b in zip(resumed, straight):
         assert _leaves_equal(a.final_params, b.final_params)
     # a finished layer is kept as it is
-    kept = rg.train_dbn(data, [4, 2], steps=[30, 20], resume=straight[:1], **run)
+    kept = rg.train_dbn(data, [4, 2], num_steps=[30, 20], resume=straight[:1], **run)
     assert kept[0] is straight[0]
     assert _leaves_equal(kept[1].final_params, straight[1].final_params)
 
@@ -228,13 +228,13 @@ def test_thermometer_resume_is_bit_exact(tmp_path):
     s = _spins(9, 64, 16)
     t = np.repeat([1.0, 4.0], 32)
     run = dict(key=jax.random.key(10), width=8, batch_size=16)
-    straight = rg.train_thermometer(s, t, steps=30, **run)
+    straight = rg.train_thermometer(s, t, num_steps=30, **run)
     th = straight.final_params
     assert isinstance(th, rg.ClassifierThermometer)
     np.testing.assert_array_equal(th.temperatures, [1.0, 4.0])
-    first = rg.train_thermometer(s, t, steps=10, **run)
+    first = rg.train_thermometer(s, t, num_steps=10, **run)
     path = first.save(tmp_path / "thermo.npz")
     loaded = dl.Trajectory.load(path, like=first.final_params)
-    resumed = rg.train_thermometer(s, t, steps=30, resume=loaded, **run)
+    resumed = rg.train_thermometer(s, t, num_steps=30, resume=loaded, **run)
     assert _leaves_equal(resumed.final_params, th)
     assert straight.loss[-1] < straight.loss[0]

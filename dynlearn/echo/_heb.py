@@ -315,7 +315,7 @@ def train(
     xs: jax.Array,
     ys: jax.Array,
     *,
-    steps: int,
+    num_steps: int,
     eta: float,
     m: float,
     key: Any,
@@ -326,7 +326,7 @@ def train(
     max_kick: float | None = None,
     save_every: int = 1,
 ) -> Trajectory:
-    """Train θ on the data set (`xs`, `ys`, leading sample axis) for `steps`
+    """Train θ on the data set (`xs`, `ys`, leading sample axis) for `num_steps`
     iterations, each on a minibatch drawn with replacement (`batch_size=1`: the
     authors' per-sample training).
 
@@ -349,7 +349,7 @@ def train(
     if method not in ("heb", "sgd"):
         raise ValueError(f"Unknown method {method!r}; use 'heb' or 'sgd'.")
     for name, v in (
-        ("steps", steps),
+        ("num_steps", num_steps),
         ("batch_size", batch_size),
         ("save_every", save_every),
     ):
@@ -360,9 +360,9 @@ def train(
             f"`eta` (error-kick strength) and `m` (effective mass) must be positive "
             f"and finite, got eta={eta!r}, m={m!r}."
         )
-    if steps % save_every:
+    if num_steps % save_every:
         raise ValueError(
-            f"`steps` ({steps}) must be a multiple of `save_every` ({save_every})."
+            f"`num_steps` ({num_steps}) must be a multiple of `save_every` ({save_every})."
         )
     n = xs.shape[0]
     if ys.shape[0] != n:
@@ -392,7 +392,7 @@ def train(
         _BatchLoss(machine, cost),
         theta,
         stepper,
-        steps,
+        num_steps,
         data=(xs, ys),
         batch_size=batch_size,
         replacement=True,

@@ -176,7 +176,7 @@ def train_classifier(
     X: Array,
     y: Array,
     *,
-    steps: int,
+    num_steps: int,
     optimizer: optax.GradientTransformation | None = None,
     smoothness_weight: float = 0.0,
     save_every: int = 1,
@@ -195,7 +195,7 @@ def train_classifier(
     `optax.adam(1e-2)`); the data and α are passed as `args`, so new data of the same
     shapes, or a new α, reuse the compiled program.
 
-    **Arguments:** `steps` (the step count at the end of the run, as in
+    **Arguments:** `num_steps` (the step count at the end of the run, as in
     [`dynlearn.iterate`][]), `save_every`, `resume` (continue a run bit for bit from
     its trajectory or a loaded checkpoint) and `progress` as in
     [`dynlearn.iterate`][].
@@ -206,8 +206,8 @@ def train_classifier(
     fraction of training inputs classified correctly and `observables["grad_norm"]`
     ‖∇Φ‖.
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"`steps` must be a positive integer, got {steps!r}.")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
+        raise ValueError(f"`num_steps` must be a positive integer, got {num_steps!r}.")
     X, y = jnp.asarray(X), jnp.asarray(y)
     if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] < 1:
         raise ValueError(
@@ -250,7 +250,7 @@ def train_classifier(
         _objective,
         model,
         Optax(optimizer),
-        steps,
+        num_steps,
         args=(X, y, alpha),
         observables={"train_accuracy": _TrainAccuracy(X, y)},
         save_every=save_every,

@@ -290,7 +290,7 @@ def train_dbn(
     hidden_sizes: Sequence[int],
     *,
     key: jax.Array,
-    steps: int | Sequence[int],
+    num_steps: int | Sequence[int],
     batch_size: int,
     rule: AbstractStepper
     | Callable[[jax.Array, jax.Array], AbstractStepper]
@@ -315,7 +315,7 @@ def train_dbn(
     - `data`: ±1 visible configurations, shape (N, n_v).
     - `hidden_sizes`: the hidden-layer widths, bottom to top.
     - `key`: PRNG key (keyword-only).
-    - `steps`: training steps per layer, one int or one per layer.
+    - `num_steps`: training steps per layer, one int or one per layer.
     - `batch_size`: the minibatch size of every layer.
     - `rule`: the training rule of every layer (default
       [`dynlearn.rg.ContrastiveDivergence`][]`()`, CD-1 with `optax.sgd(0.05)`).
@@ -332,7 +332,7 @@ def train_dbn(
     - `resume`: the trajectories of an earlier run of the same stack, bottom first (a
       prefix of the layers is enough; loaded ones with
       [`dynlearn.Trajectory.load`][] and `like=` an RBM of the layer's shape). A
-      layer whose trajectory reached its `steps` is kept as it is, an unfinished one
+      layer whose trajectory reached its `num_steps` is kept as it is, an unfinished one
       is continued, the layers above are trained afresh: the result equals the
       uninterrupted run bit for bit.
     - `progress`: a progress meter per layer.
@@ -343,7 +343,7 @@ def train_dbn(
 
     !!! example
         ```python
-        trajs = train_dbn(v, [400, 100, 25], key=key, steps=2000, batch_size=100,
+        trajs = train_dbn(v, [400, 100, 25], key=key, num_steps=2000, batch_size=100,
                           rule=ContrastiveDivergence(l1=2e-4))
         rbms = [t.final_params for t in trajs]
         ```
@@ -360,10 +360,12 @@ def train_dbn(
         raise ValueError(f"hidden_sizes must be positive integers, got {hidden_sizes}.")
     sizes = [int(n) for n in sizes]
     per_layer = (
-        [steps] * len(sizes) if isinstance(steps, int | np.integer) else list(steps)
+        [num_steps] * len(sizes)
+        if isinstance(num_steps, int | np.integer)
+        else list(num_steps)
     )
     for s in per_layer:
-        check_integer("steps", s)
+        check_integer("num_steps", s)
     per_layer = [int(s) for s in per_layer]
     check_integer("batch_size", batch_size)
     if rule is None:
@@ -400,7 +402,7 @@ def train_dbn(
                 rbm,
                 x,
                 key=k_train,
-                steps=n_steps,
+                num_steps=n_steps,
                 batch_size=batch_size,
                 rule=_layer_rule(rule, jr.fold_in(k_init, 1), x),
                 save_every=save_every,

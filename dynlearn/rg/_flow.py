@@ -40,7 +40,7 @@ from ._exact import torus_log_partition
 from ._rbm import RBM, _checkpoint_step
 
 
-def rbm_flow(rbm: RBM, v0: ArrayLike, steps: int, *, key: jax.Array) -> jax.Array:
+def rbm_flow(rbm: RBM, v0: ArrayLike, num_steps: int, *, key: jax.Array) -> jax.Array:
     """Iterate the RBM flow v → h → v′ of Iso, Shiba & Yokoo (arXiv:1801.07172, Sec. III).
 
     One step draws $h \\sim p_λ(h|v)$, then $v' \\sim p_λ(v|h)$, both as **samples**
@@ -60,12 +60,12 @@ def rbm_flow(rbm: RBM, v0: ArrayLike, steps: int, *, key: jax.Array) -> jax.Arra
     - `key`: PRNG key.
     - `v0`: starting configurations in the RBM's units, shape (N, n_v) (or (n_v,) for
       one chain).
-    - `steps`: number of v → h → v′ steps, an integer ≥ 0.
+    - `num_steps`: number of v → h → v′ steps, an integer ≥ 0.
 
     **Returns:** the configurations at every step, shape (steps + 1, N, n_v) in the
     RBM's dtype; index 0 is `v0` (for a 1-D `v0`: shape (steps + 1, n_v)).
     """
-    check_integer("steps", steps, 0)
+    check_integer("num_steps", num_steps, 0)
     v0 = jnp.asarray(v0)
     single = v0.ndim == 1
     if v0.ndim not in (1, 2) or v0.shape[-1] != rbm.n_visible:
@@ -86,7 +86,7 @@ def rbm_flow(rbm: RBM, v0: ArrayLike, steps: int, *, key: jax.Array) -> jax.Arra
         )
     v0 = v0.astype(rbm.weight.dtype)
     batch = v0[None] if single else v0
-    out = batch[None] if steps == 0 else _flow(rbm, key, batch, int(steps))
+    out = batch[None] if num_steps == 0 else _flow(rbm, key, batch, int(num_steps))
     return out[:, 0] if single else out
 
 
@@ -297,7 +297,7 @@ def train_thermometer(
     width: int = 64,
     depth: int = 1,
     activation: str | Callable = "relu",
-    steps: int = 2000,
+    num_steps: int = 2000,
     batch_size: int = 128,
     learning_rate: float = 1e-3,
     optimizer: optax.GradientTransformation | None = None,
@@ -314,7 +314,7 @@ def train_thermometer(
     flip-symmetrised class probabilities (see [`dynlearn.rg.ClassifierThermometer`][])
     are fitted by minimising the cross-entropy $Φ = −\\langle \\ln p(c_i|s_i)\\rangle$
     over minibatches of `batch_size` configurations drawn uniformly with replacement,
-    `steps` optimizer steps on [`dynlearn.iterate`][] with
+    `num_steps` optimizer steps on [`dynlearn.iterate`][] with
     [`dynlearn.Optax`][]`(optimizer)`. Because the model is symmetric by
     construction, no flipped copies of the data are needed.
 
@@ -331,7 +331,7 @@ def train_thermometer(
       the symmetrised probabilities start exactly uniform for two classes: training
       begins at a saddle and, on 8×8 Ising data, can stay near it for the whole
       run, depending on the seed.
-    - `steps`, `batch_size`: optimizer steps (the step count at the end of the run,
+    - `num_steps`, `batch_size`: optimizer steps (the step count at the end of the run,
       as in [`dynlearn.iterate`][]) and minibatch size.
     - `learning_rate`: for the default optimizer `optax.adam(learning_rate)`.
     - `optimizer`: any optax optimizer (then `learning_rate` is unused).
@@ -347,7 +347,7 @@ def train_thermometer(
 
     !!! example
         ```python
-        th = train_thermometer(spins, T_labels, key=key, steps=1000).final_params
+        th = train_thermometer(spins, T_labels, key=key, num_steps=1000).final_params
         T_read = th(spins_new)            # (N,) read temperatures
         p = th.probabilities(spins_new)   # (N, n_classes), columns th.temperatures
         ```
@@ -376,7 +376,11 @@ def train_thermometer(
             f"Need configurations at >= 2 distinct temperatures to train a "
             f"classifier, got only T = {classes.tolist()}."
         )
-    for name, v in (("steps", steps), ("batch_size", batch_size), ("width", width)):
+    for name, v in (
+        ("num_steps", num_steps),
+        ("batch_size", batch_size),
+        ("width", width),
+    ):
         check_integer(name, v)
     check_integer("depth", depth, 0)
     if optimizer is None and not (0 < learning_rate < np.inf):
@@ -392,12 +396,12 @@ def train_thermometer(
     optimizer = optax.adam(learning_rate) if optimizer is None else optimizer
     if save_every is None:
         k0 = 0 if resume is None else _checkpoint_step(resume)
-        save_every = max(int(steps) - k0, 1)
+        save_every = max(int(num_steps) - k0, 1)
     return iterate(
         _cross_entropy,
         th,
         Optax(optimizer),
-        int(steps),
+        int(num_steps),
         data=(data, jnp.asarray(labels, jnp.int32)),
         batch_size=batch_size,
         replacement=True,

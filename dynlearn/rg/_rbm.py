@@ -699,7 +699,7 @@ def train_rbm(
     data,
     *,
     key: jax.Array,
-    steps: int,
+    num_steps: int,
     batch_size: int,
     rule: AbstractStepper | None = None,
     observables: Mapping[str, Any] | None = None,
@@ -726,7 +726,7 @@ def train_rbm(
     replacement, from `key` and the step index alone
     ([`dynlearn.minibatch_indices`][]).
 
-    **Arguments:** `key` (keyword-only), `steps` (the step count at the end of the
+    **Arguments:** `key` (keyword-only), `num_steps` (the step count at the end of the
     run: a resumed run continues to it), `batch_size`, `rule`, `observables`
     (`{name: fn(rbm) -> array}` or [`dynlearn.AbstractObservable`][]s, e.g.
     `{"nll": lambda r: exact_nll(r, held_out)}`), `save_every` (default: one save
@@ -744,7 +744,7 @@ def train_rbm(
     (off by default: it costs about nine evaluations of Φ per save).
     """
     data = _check_data(rbm, data)
-    check_integer("steps", steps)
+    check_integer("num_steps", num_steps)
     check_integer("batch_size", batch_size)
     rule = _check_rule(rule)
     if isinstance(rule, PersistentContrastiveDivergence):
@@ -757,13 +757,13 @@ def train_rbm(
         _check_values(rbm, chains, "chains")
     if save_every is None:
         k0 = 0 if resume is None else _checkpoint_step(resume)
-        save_every = max(steps - k0, 1)
+        save_every = max(num_steps - k0, 1)
     loss = exact_nll if isinstance(rule, ExactGradient) else _pseudo_nll_loss
     return iterate(
         loss,
         rbm,
         rule,
-        steps,
+        num_steps,
         data=data,
         batch_size=batch_size,
         replacement=True,

@@ -43,27 +43,27 @@ from .._network import MLP, get_activation
 def sample_ensemble(
     make: Callable[[PRNGKeyArray], Any],
     fn: Callable[[Any], Any],
-    num: int,
+    num_samples: int,
     *,
     key: PRNGKeyArray,
     chunk_size: int = 1024,
 ) -> Any:
-    """Draw `num` networks `make(key_i)` and return `fn(network_i)` stacked.
+    """Draw `num_samples` networks `make(key_i)` and return `fn(network_i)` stacked.
 
     Networks are built and evaluated `chunk_size` at a time (a `vmap` inside a
     `lax.map`), so memory is bounded by one chunk of networks; only the outputs of
     `fn` are kept. Example: `sample_ensemble(lambda k: dl.MLP(..., key=k),
-    lambda net: jax.vmap(net)(xs), key, 10_000)` gives outputs of shape
+    lambda net: jax.vmap(net)(xs), 10_000, key=key)` gives outputs of shape
     `(10_000, len(xs))`.
     """
-    if not isinstance(num, int) or num <= 0:
-        raise ValueError(f"`num` must be a positive int, got {num!r}.")
+    if not isinstance(num_samples, int) or num_samples <= 0:
+        raise ValueError(f"`num_samples` must be a positive int, got {num_samples!r}.")
     if not isinstance(chunk_size, int) or chunk_size <= 0:
         raise ValueError(f"`chunk_size` must be a positive int, got {chunk_size!r}.")
-    chunk = min(chunk_size, num)
-    nchunks = -(-num // chunk)
+    chunk = min(chunk_size, num_samples)
+    nchunks = -(-num_samples // chunk)
     keys = jr.split(key, nchunks * chunk).reshape(nchunks, chunk)
-    return _sample_jit(make, fn, keys, num)
+    return _sample_jit(make, fn, keys, num_samples)
 
 
 @eqx.filter_jit
