@@ -787,6 +787,13 @@ def _cmd_run(args: argparse.Namespace, found: dict[str, Path]) -> int:
         return 130
     if len(names) > 1:
         print()
+    return _report(rows, failed, table=len(names) > 1)
+
+
+def _report(rows: list[tuple], failed: list[str], table: bool) -> int:
+    """The closing table of a run (with `table`) and its exit status: 1 if any
+    scenario failed, named on stderr."""
+    if table:
         print(_summary(rows))
     if failed:
         print(
@@ -947,15 +954,8 @@ def _run_parallel(
             log.close()
         shutil.rmtree(logs, ignore_errors=True)
     order = [n for n in found if n in rows]
-    print(_summary([rows[n] for n in order]))
     failed = [n for n in order if rows[n][2] == "FAILED"]
-    if failed:
-        print(
-            f"dynlearn: {len(failed)} scenario(s) failed: {', '.join(failed)}",
-            file=sys.stderr,
-        )
-        return 1
-    return 0
+    return _report([rows[n] for n in order], failed, table=True)
 
 
 # ----------------------------------------------------------------------------------
